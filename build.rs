@@ -1,0 +1,101 @@
+//! Makes `charmcraft.yaml` the single source of truth: the option names, types and defaults
+//! and the action names the binary knows are read from it here, at build time, and the build
+//! fails if the file and the code disagree.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::{env, fs, path::Path};
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Charmcraft {
+    name: String,
+    #[serde(default)]
+    config: Option<Config>,
+    #[serde(default)]
+    actions: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    provides: BTreeMap<String, Endpoint>,
+}
+
+#[derive(Deserialize)]
+struct Config {
+    #[serde(default)]
+    options: BTreeMap<String, ConfigOption>,
+}
+
+#[derive(Deserialize)]
+struct ConfigOption {
+    #[serde(rename = "type")]
+    kind: String,
+    default: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize)]
+struct Endpoint {
+    interface: String,
+}
+
+/// The options the charm code reads, with the type the code expects.
+const EXPECTED_OPTIONS: &[(&str, &str)] = &[("channel", "string"), ("port", "int")];
+
+fn main() {
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let path = Path::new(&manifest_dir).join("charmcraft.yaml");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let charm: Charmcraft =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let options = charm.config.map(|c| c.options).unwrap_or_default();
+
+    let mut out = String::new();
+    writeln!(out, "/// The charm's name (`name` in charmcraft.yaml).").unwrap();
+    writeln!(out, "pub const CHARM_NAME: &str = {:?};", charm.name).unwrap();
+    for (name, kind) in EXPECTED_OPTIONS {
+        let option = options.get(*name).unwrap_or_else(|| {
+            panic!("charmcraft.yaml: config.options.{name} is missing but the charm reads it")
+        });
+        assert_eq!(
+            option.kind, *kind,
+            "charmcraft.yaml: config.options.{name}.type must be {kind}"
+        );
+        let ident = name.to_uppercase();
+        writeln!(out, "/// Config option name, from charmcraft.yaml.").unwrap();
+        writeln!(out, "pub const OPTION_{ident}: &str = {name:?};").unwrap();
+        match (kind, &option.default) {
+            (&"string", Some(serde_yaml::Value::String(s))) => {
+                writeln!(out, "/// Default of `{name}`, from charmcraft.yaml.").unwrap();
+                writeln!(out, "pub const DEFAULT_{ident}: &str = {s:?};").unwrap();
+            }
+            (&"int", Some(serde_yaml::Value::Number(n))) if n.is_i64() => {
+                writeln!(out, "/// Default of `{name}`, from charmcraft.yaml.").unwrap();
+                writeln!(
+                    out,
+                    "pub const DEFAULT_{ident}: i64 = {};",
+                    n.as_i64().unwrap()
+                )
+                .unwrap();
+            }
+            _ => panic!("charmcraft.yaml: config.options.{name}.default must be a {kind}"),
+        }
+    }
+    let actions: Vec<&String> = charm.actions.keys().collect();
+    writeln!(out, "/// Action names declared in charmcraft.yaml.").unwrap();
+    writeln!(out, "pub const ACTIONS: &[&str] = &{actions:?};").unwrap();
+    let endpoints: Vec<(&String, &String)> = charm
+        .provides
+        .iter()
+        .map(|(name, e)| (name, &e.interface))
+        .collect();
+    writeln!(
+        out,
+        "/// `provides` endpoints as (name, interface), from charmcraft.yaml."
+    )
+    .unwrap();
+    writeln!(out, "pub const PROVIDES: &[(&str, &str)] = &{endpoints:?};").unwrap();
+
+    let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    fs::write(Path::new(&out_dir).join("metadata.rs"), out).expect("write metadata.rs");
+}

@@ -1,0 +1,233 @@
+//! Every hook-tool call the charm makes, behind one trait ([`HookTools`]) so tests can swap
+//! in an in-memory Juju; [`ProcessTools`] runs the real tools found on `PATH`.
+//!
+//! Argument vectors follow the jujuc contract: flags first, then `--` before any free text
+//! (a status message or version that starts with `-` must not be read as a flag), and
+//! `--format=json` for anything that is parsed.
+
+use std::fmt;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::process;
+use crate::text::bounded;
+
+/// The workload status values a charm may set (`status-set` rejects anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StatusKind {
+    // Ordered by priority: when several problems are seen, the highest one is reported.
+    Active,
+    Waiting,
+    Maintenance,
+    Blocked,
+}
+
+impl StatusKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Active => "active",
+            StatusKind::Waiting => "waiting",
+            StatusKind::Maintenance => "maintenance",
+            StatusKind::Blocked => "blocked",
+        }
+    }
+}
+
+/// A workload status with its message, made safe to show: control characters become
+/// spaces and the message is bounded in length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub kind: StatusKind,
+    pub message: String,
+}
+
+/// Longest status message the charm sets, in characters.
+pub const MAX_STATUS_MESSAGE: usize = 200;
+
+impl Status {
+    pub fn new(kind: StatusKind, message: impl AsRef<str>) -> Status {
+        Status {
+            kind,
+            message: bounded(message.as_ref(), MAX_STATUS_MESSAGE),
+        }
+    }
+    pub fn active(message: impl AsRef<str>) -> Status {
+        Status::new(StatusKind::Active, message)
+    }
+    pub fn blocked(message: impl AsRef<str>) -> Status {
+        Status::new(StatusKind::Blocked, message)
+    }
+    pub fn maintenance(message: impl AsRef<str>) -> Status {
+        Status::new(StatusKind::Maintenance, message)
+    }
+    pub fn waiting(message: impl AsRef<str>) -> Status {
+        Status::new(StatusKind::Waiting, message)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// A hook tool that could not be run or that failed; carries the tool's own error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolError {
+    pub tool: String,
+    pub detail: String,
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hook tool {} failed: {}", self.tool, self.detail)
+    }
+}
+
+impl std::error::Error for ToolError {}
+
+/// The hook tools this charm uses.
+pub trait HookTools {
+    /// `config-get --format=json`: every option that has a value.
+    fn config_get(&mut self) -> Result<Map<String, Value>, ToolError>;
+    fn status_set(&mut self, status: &Status) -> Result<(), ToolError>;
+    fn application_version_set(&mut self, version: &str) -> Result<(), ToolError>;
+    /// `opened-ports --format=json`: e.g. `["8080/tcp"]`.
+    fn opened_ports(&mut self) -> Result<Vec<String>, ToolError>;
+    fn open_port(&mut self, port: &str) -> Result<(), ToolError>;
+    fn close_port(&mut self, port: &str) -> Result<(), ToolError>;
+    /// `action-get --format=json`: the action's parameters.
+    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError>;
+    fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError>;
+    fn action_fail(&mut self, message: &str) -> Result<(), ToolError>;
+    /// `relation-ids --format=json <endpoint>`.
+    fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<String>, ToolError>;
+    /// `relation-set -r <id> --file -` with `settings` as JSON on stdin.
+    fn relation_set(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError>;
+}
+
+/// The real hook tools: child processes found on `PATH` that inherit this process's
+/// environment (they need `JUJU_CONTEXT_ID` and the agent socket variables).
+pub struct ProcessTools {
+    timeout: Duration,
+}
+
+/// Hook tools answer from the unit agent in milliseconds; this only stops a wedged agent
+/// from hanging the hook forever.
+pub const HOOK_TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Default for ProcessTools {
+    fn default() -> Self {
+        ProcessTools {
+            timeout: HOOK_TOOL_TIMEOUT,
+        }
+    }
+}
+
+impl ProcessTools {
+    fn call(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
+        let error = |detail: String| ToolError {
+            tool: tool.to_string(),
+            detail,
+        };
+        let done = process::run(Command::new(tool).args(args), stdin, self.timeout)
+            .map_err(|e| error(e.to_string()))?;
+        if done.status.success() {
+            Ok(done.stdout)
+        } else {
+            let stderr = done.stderr_text();
+            Err(error(if stderr.is_empty() {
+                done.status.to_string()
+            } else {
+                stderr
+            }))
+        }
+    }
+
+    fn call_json<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        tool: &str,
+        args: &[&str],
+    ) -> Result<T, ToolError> {
+        let out = self.call(tool, args, None)?;
+        // `null` (nothing set) reads as the empty value.
+        let value: Option<T> = serde_json::from_slice(&out).map_err(|e| ToolError {
+            tool: tool.to_string(),
+            detail: format!("unexpected output {:?}: {e}", String::from_utf8_lossy(&out)),
+        })?;
+        Ok(value.unwrap_or_default())
+    }
+}
+
+impl HookTools for ProcessTools {
+    fn config_get(&mut self) -> Result<Map<String, Value>, ToolError> {
+        self.call_json("config-get", &["--format=json"])
+    }
+
+    fn status_set(&mut self, status: &Status) -> Result<(), ToolError> {
+        self.call(
+            "status-set",
+            &[status.kind.as_str(), "--", &status.message],
+            None,
+        )
+        .map(drop)
+    }
+
+    fn application_version_set(&mut self, version: &str) -> Result<(), ToolError> {
+        self.call("application-version-set", &["--", version], None)
+            .map(drop)
+    }
+
+    fn opened_ports(&mut self) -> Result<Vec<String>, ToolError> {
+        self.call_json("opened-ports", &["--format=json"])
+    }
+
+    fn open_port(&mut self, port: &str) -> Result<(), ToolError> {
+        self.call("open-port", &[port], None).map(drop)
+    }
+
+    fn close_port(&mut self, port: &str) -> Result<(), ToolError> {
+        self.call("close-port", &[port], None).map(drop)
+    }
+
+    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError> {
+        self.call_json("action-get", &["--format=json"])
+    }
+
+    fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError> {
+        let args: Vec<String> = results.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.call("action-set", &args, None).map(drop)
+    }
+
+    fn action_fail(&mut self, message: &str) -> Result<(), ToolError> {
+        self.call("action-fail", &["--", message], None).map(drop)
+    }
+
+    fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<String>, ToolError> {
+        self.call_json("relation-ids", &["--format=json", "--", endpoint])
+    }
+
+    fn relation_set(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError> {
+        let body = serde_json::to_vec(settings).map_err(|e| ToolError {
+            tool: "relation-set".into(),
+            detail: e.to_string(),
+        })?;
+        self.call(
+            "relation-set",
+            &["-r", relation_id, "--file", "-"],
+            Some(&body),
+        )
+        .map(drop)
+    }
+}

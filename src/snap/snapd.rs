@@ -1,0 +1,366 @@
+//! A small client for snapd's REST API over its Unix socket (hyper + hyperlocal on a
+//! single-threaded tokio runtime). It only reads: what is installed, and snap config.
+//!
+//! Every request has a deadline and a bounded body, so a sick snapd can make a hook fail
+//! but never hang it or exhaust memory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::{UnixConnector, Uri};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Where snapd listens; tests point `SNAPD_SOCKET` elsewhere.
+pub const DEFAULT_SOCKET: &str = "/run/snapd.socket";
+/// snapd answers reads in milliseconds; seconds mean it is wedged.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A snap object is a few KiB; anything near this is not snapd talking.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What the charm needs to know about an installed snap (`GET /v2/snaps/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Snap {
+    pub name: String,
+    pub version: String,
+    #[serde(deserialize_with = "revision")]
+    pub revision: String,
+    /// Fully qualified (`latest/edge`); absent for snaps installed from a file.
+    #[serde(default)]
+    pub tracking_channel: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<App>,
+}
+
+/// One of a snap's apps; `enabled` and `active` are omitted by snapd when false.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct App {
+    pub name: String,
+    #[serde(default)]
+    pub daemon: Option<String>,
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub active: bool,
+}
+
+impl Snap {
+    /// Whether the snap's services are running (a snap without services has none to run).
+    pub fn services_active(&self) -> bool {
+        self.apps
+            .iter()
+            .filter(|a| a.daemon.is_some())
+            .all(|a| a.active)
+    }
+}
+
+/// snapd emits revisions as strings (`"42"`, `"x1"`); old clients' fixtures use numbers.
+fn revision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "revision {other} is not a string"
+        ))),
+    }
+}
+
+/// Why a snapd request did not give an answer the charm can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapdError {
+    /// No connection: socket missing, refused, or snapd not running.
+    Unreachable(String),
+    /// No complete answer before the deadline.
+    Timeout(Duration),
+    /// An answer that is not snapd's JSON envelope (truncated, too large, not JSON).
+    Protocol(String),
+    /// snapd's own error response.
+    Api {
+        status: u16,
+        kind: Option<String>,
+        message: String,
+    },
+}
+
+impl fmt::Display for SnapdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapdError::Unreachable(e) => write!(f, "cannot reach snapd: {e}"),
+            SnapdError::Timeout(t) => write!(f, "snapd did not answer within {}s", t.as_secs()),
+            SnapdError::Protocol(e) => write!(f, "unexpected answer from snapd: {e}"),
+            SnapdError::Api {
+                status,
+                kind,
+                message,
+            } => match kind {
+                Some(kind) => write!(f, "snapd error {status} ({kind}): {message}"),
+                None => write!(f, "snapd error {status}: {message}"),
+            },
+        }
+    }
+}
+
+impl std::error::Error for SnapdError {}
+
+/// snapd's response envelope (`daemon/response.go`).
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    result: Value,
+}
+
+#[derive(Deserialize)]
+struct ErrorResult {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Decodes a snapd response body: the `result` of a sync response, or the error it carries.
+pub fn decode(status: u16, body: &[u8]) -> Result<Value, SnapdError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        SnapdError::Protocol(format!("HTTP {status}, body is not snapd JSON ({e})"))
+    })?;
+    match envelope.kind.as_str() {
+        "sync" if (200..300).contains(&status) => Ok(envelope.result),
+        "error" => {
+            let error: ErrorResult =
+                serde_json::from_value(envelope.result).unwrap_or(ErrorResult {
+                    message: String::new(),
+                    kind: None,
+                });
+            Err(SnapdError::Api {
+                status,
+                kind: error.kind.filter(|k| !k.is_empty()),
+                message: error.message,
+            })
+        }
+        other => Err(SnapdError::Protocol(format!(
+            "HTTP {status} with response type {other:?}"
+        ))),
+    }
+}
+
+/// Decodes `GET /v2/snaps/<name>`: `None` when snapd says the snap is not installed.
+pub fn decode_snap(status: u16, body: &[u8]) -> Result<Option<Snap>, SnapdError> {
+    match decode(status, body) {
+        Ok(result) => serde_json::from_value(result)
+            .map(Some)
+            .map_err(|e| SnapdError::Protocol(format!("snap object: {e}"))),
+        Err(SnapdError::Api {
+            kind: Some(kind), ..
+        }) if kind == "snap-not-found" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The client. One per hook; it owns its runtime.
+pub struct SnapdClient {
+    socket: PathBuf,
+    timeout: Duration,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl SnapdClient {
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> std::io::Result<SnapdClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        Ok(SnapdClient {
+            socket: socket.into(),
+            timeout,
+            runtime,
+        })
+    }
+
+    /// The client for the socket named by `SNAPD_SOCKET`, or snapd's default socket.
+    pub fn from_env() -> std::io::Result<SnapdClient> {
+        let socket = std::env::var_os("SNAPD_SOCKET").unwrap_or_else(|| DEFAULT_SOCKET.into());
+        SnapdClient::new(PathBuf::from(socket), REQUEST_TIMEOUT)
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET <path>`: the HTTP status and the body.
+    pub fn get(&self, path: &str) -> Result<(u16, Bytes), SnapdError> {
+        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let client: Client<UnixConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(UnixConnector);
+        let request = async {
+            let response = client.get(uri).await.map_err(|e| {
+                let detail = error_chain(&e);
+                if e.is_connect() {
+                    SnapdError::Unreachable(format!("{}: {detail}", self.socket.display()))
+                } else {
+                    SnapdError::Protocol(detail)
+                }
+            })?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| SnapdError::Protocol(format!("reading body: {}", error_chain(&*e))))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        self.runtime
+            .block_on(async { tokio::time::timeout(self.timeout, request).await })
+            .unwrap_or(Err(SnapdError::Timeout(self.timeout)))
+    }
+
+    /// The installed snap, or `None` when it is not installed.
+    pub fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
+        let (status, body) = self.get(&format!("/v2/snaps/{name}"))?;
+        decode_snap(status, &body)
+    }
+
+    /// One snap config value (`GET /v2/snaps/<name>/conf?keys=<key>`); `None` when unset.
+    pub fn config(&self, name: &str, key: &str) -> Result<Option<Value>, SnapdError> {
+        let (status, body) = self.get(&format!("/v2/snaps/{name}/conf?keys={key}"))?;
+        match decode(status, &body) {
+            Ok(mut result) => Ok(result.get_mut(key).map(Value::take)),
+            // snapd answers 400 option-not-found for a key that was never set.
+            Err(SnapdError::Api {
+                kind: Some(kind), ..
+            }) if kind == "option-not-found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An error and its causes on one line (hyper's top-level messages alone are vague).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The synthesized microsample object of snapd.md §2.3, with placeholder values filled.
+    const INSTALLED: &str = r#"{"type":"sync","status-code":200,"status":"OK","result":{"id":"abc","title":"microsample","summary":"A simple flask microservice on 0.0.0.0:8080","description":"Get service status with: curl http://hostip:8080/  (Will return \"Online\" if OK)\n","installed-size":65536,"install-date":"2024-04-11T12:15:56.850202878+00:00","name":"microsample","publisher":{"id":"pub","username":"erik78se","display-name":"Erik","validation":"unproven"},"developer":"erik78se","status":"active","type":"app","base":"core22","version":"0+git.49ff7aa","channel":"latest/edge","tracking-channel":"latest/edge","ignore-validation":false,"revision":"29","confinement":"strict","grade":"devel","private":false,"devmode":false,"jailmode":false,"apps":[{"snap":"microsample","name":"microsample","daemon":"simple","daemon-scope":"system","enabled":true,"active":true}],"mounted-from":"/var/lib/snapd/snaps/microsample_29.snap","contact":""}}"#;
+
+    #[test]
+    fn decodes_an_installed_snap() {
+        let snap = decode_snap(200, INSTALLED.as_bytes()).unwrap().unwrap();
+        assert_eq!(snap.version, "0+git.49ff7aa");
+        assert_eq!(snap.revision, "29");
+        assert_eq!(snap.tracking_channel.as_deref(), Some("latest/edge"));
+        assert!(snap.services_active());
+    }
+
+    #[test]
+    fn a_stopped_service_has_no_active_key() {
+        let stopped = INSTALLED.replace(r#""enabled":true,"active":true"#, r#""enabled":true"#);
+        let snap = decode_snap(200, stopped.as_bytes()).unwrap().unwrap();
+        assert!(!snap.apps[0].active);
+        assert!(!snap.services_active());
+    }
+
+    #[test]
+    fn numeric_revisions_and_missing_tracking_channel() {
+        let body = r#"{"type":"sync","result":{"name":"bw","version":"2024.3.1","revision":60,"channel":"","links":null}}"#;
+        let snap = decode_snap(200, body.as_bytes()).unwrap().unwrap();
+        assert_eq!(snap.revision, "60");
+        assert_eq!(snap.tracking_channel, None);
+        assert!(snap.apps.is_empty());
+    }
+
+    #[test]
+    fn not_installed_is_none() {
+        let body = r#"{"type":"error","status-code":404,"status":"Not Found","result":{"message":"snap not installed","kind":"snap-not-found","value":"microsample"}}"#;
+        assert_eq!(decode_snap(404, body.as_bytes()), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_url_is_an_error_not_absence() {
+        let body = r#"{"type":"error","status-code":404,"status":"Not Found","result":{"message":"not found"}}"#;
+        assert_eq!(
+            decode_snap(404, body.as_bytes()),
+            Err(SnapdError::Api {
+                status: 404,
+                kind: None,
+                message: "not found".into()
+            })
+        );
+    }
+
+    #[test]
+    fn error_kinds_are_kept() {
+        let body = r#"{"type":"error","status-code":500,"status":"Internal Server Error","result":{"message":"system does not fully support snapd: cannot mount squashfs"}}"#;
+        let err = decode_snap(500, body.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("cannot mount squashfs"), "{err}");
+        let conflict = r#"{"type":"error","status-code":409,"status":"Conflict","result":{"message":"too early for operation, device not yet seeded or device model not acknowledged","kind":"snap-change-conflict","value":{"change-kind":"seed"}}}"#;
+        assert!(matches!(
+            decode(409, conflict.as_bytes()),
+            Err(SnapdError::Api { status: 409, kind: Some(k), .. }) if k == "snap-change-conflict"
+        ));
+    }
+
+    #[test]
+    fn async_responses_are_not_results() {
+        let body =
+            r#"{"type":"async","status-code":202,"status":"Accepted","result":null,"change":"42"}"#;
+        assert!(matches!(
+            decode(202, body.as_bytes()),
+            Err(SnapdError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        for body in [
+            "",
+            "{",
+            "<html>",
+            "{\"type\":\"sync\",\"result\":{\"name\":1}}",
+            "null",
+        ] {
+            assert!(
+                matches!(
+                    decode_snap(200, body.as_bytes()),
+                    Err(SnapdError::Protocol(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_socket_is_unreachable() {
+        let client = SnapdClient::new("/nonexistent/snapd.socket", Duration::from_secs(2)).unwrap();
+        assert!(matches!(
+            client.snap("microsample"),
+            Err(SnapdError::Unreachable(_))
+        ));
+    }
+
+    #[test]
+    fn decodes_config_values() {
+        let body = r#"{"type":"sync","status-code":200,"status":"OK","result":{"port":8081}}"#;
+        let mut result = decode(200, body.as_bytes()).unwrap();
+        assert_eq!(
+            result.get_mut("port").map(Value::take),
+            Some(Value::from(8081))
+        );
+    }
+}
