@@ -98,4 +98,63 @@ fn main() {
 
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     fs::write(Path::new(&out_dir).join("metadata.rs"), out).expect("write metadata.rs");
+    let cos = cos_assets(&Path::new(&manifest_dir).join("src/cos"));
+    fs::write(Path::new(&out_dir).join("cos_assets.rs"), cos).expect("write cos_assets.rs");
+}
+
+/// The COS assets, checked and turned into what the cos-agent relation carries: the alert
+/// rules as JSON, the dashboard as base64 of xz-compressed JSON (so the binary needs
+/// neither a YAML parser nor an xz encoder).
+fn cos_assets(dir: &Path) -> String {
+    let rules_path = dir.join("alert_rules.yaml");
+    let dashboard_path = dir.join("dashboard.json");
+    for path in [&rules_path, &dashboard_path] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    let rules_text = fs::read_to_string(&rules_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", rules_path.display()));
+    let rules: RuleFile = serde_yaml::from_str(&rules_text)
+        .unwrap_or_else(|e| panic!("{}: not a Prometheus rule file: {e}", rules_path.display()));
+    assert!(!rules.groups.is_empty(), "{}: no rule groups", rules_path.display());
+    for group in &rules.groups {
+        assert!(!group.rules.is_empty(), "{}: group {} has no rules", rules_path.display(), group.name);
+    }
+    let rules_json: serde_json::Value = serde_yaml::from_str(&rules_text).expect("parsed above");
+
+    let dashboard = fs::read(&dashboard_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dashboard_path.display()));
+    let parsed: serde_json::Value = serde_json::from_slice(&dashboard)
+        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", dashboard_path.display()));
+    assert!(parsed.get("title").is_some(), "{}: a dashboard needs a title", dashboard_path.display());
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &dashboard[..], &mut xz).expect("xz in memory");
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(xz);
+
+    format!(
+        "/// src/cos/alert_rules.yaml as JSON.\n\
+         pub const ALERT_RULES_JSON: &str = {:?};\n\
+         /// src/cos/dashboard.json, xz-compressed and base64-encoded (cos_agent's encoding).\n\
+         pub const DASHBOARD_XZ_BASE64: &str = {encoded:?};\n",
+        rules_json.to_string()
+    )
+}
+
+/// Just enough of a Prometheus rule file to reject a malformed one at build time.
+#[derive(Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // the fields are read to check they are there
+struct Rule {
+    alert: String,
+    expr: String,
 }

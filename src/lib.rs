@@ -14,6 +14,7 @@
 //! - [`metadata`]: names and defaults generated from `charmcraft.yaml` at build time.
 
 pub mod charm;
+pub mod cos;
 pub mod juju;
 pub mod process;
 pub mod snap;
@@ -49,7 +50,8 @@ pub fn run(dispatch_path: Option<OsString>) -> u8 {
     };
     let mut tools = ProcessTools::default();
     let mut machine = charm::System::default();
-    match charm::handle(&mut tools, &mut machine, &dispatch) {
+    let topology = cos::Topology::from_env();
+    match charm::handle(&mut tools, &mut machine, &topology, &dispatch) {
         charm::Exit::Done => 0,
         charm::Exit::Failed => 1,
     }

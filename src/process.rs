@@ -36,6 +36,9 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                f.write_str("not found on PATH")
+            }
             RunError::Spawn(e) => write!(f, "cannot run: {e}"),
             RunError::TimedOut(t) => write!(f, "killed after {}s without finishing", t.as_secs()),
         }

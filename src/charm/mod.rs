@@ -18,6 +18,7 @@ use serde_json::Value;
 pub use config::{Config, InvalidConfig};
 pub use machine::{Machine, System};
 
+use crate::cos::{self, Topology};
 use crate::juju::{Dispatch, Hook, HookTools, Status, ToolError};
 use crate::snap::{Channel, Snap, SnapCliError, SnapdError, SNAP_NAME};
 use crate::text::bounded;
@@ -92,6 +93,7 @@ fn snap_command_stop(verb: &str, channel: Option<&Channel>, e: SnapCliError) -> 
 pub struct Charm<'a, T: HookTools, M: Machine> {
     tools: &'a mut T,
     machine: &'a mut M,
+    topology: &'a Topology,
     /// The workload version once snapd has told it; set once, at the end of the hook.
     version: Option<String>,
 }
@@ -100,23 +102,29 @@ pub struct Charm<'a, T: HookTools, M: Machine> {
 pub fn handle<T: HookTools, M: Machine>(
     tools: &mut T,
     machine: &mut M,
+    topology: &Topology,
     dispatch: &Dispatch,
 ) -> Exit {
     let mut charm = Charm {
         tools,
         machine,
+        topology,
         version: None,
     };
     match dispatch {
-        Dispatch::Hook(
-            Hook::Install
-            | Hook::ConfigChanged
-            | Hook::Start
-            | Hook::UpgradeCharm
-            | Hook::UpdateStatus,
-        ) => {
-            let result = charm.reconcile();
+        Dispatch::Hook(Hook::Install | Hook::Start | Hook::UpdateStatus) => {
+            let result = charm.reconcile(false);
             charm.finish(result)
+        }
+        // What cos-agent carries follows config and the charm's own files: republish.
+        Dispatch::Hook(Hook::ConfigChanged | Hook::UpgradeCharm) => {
+            let result = charm.reconcile(true);
+            charm.finish(result)
+        }
+        Dispatch::Hook(Hook::Relation { endpoint, kind })
+            if endpoint == cos::ENDPOINT && (kind == "joined" || kind == "changed") =>
+        {
+            charm.publish_only()
         }
         Dispatch::Hook(Hook::Remove) => {
             let result = charm.remove();
@@ -296,8 +304,12 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         Ok(self.wait_online(port))
     }
 
-    fn reconcile(&mut self) -> Step<Status> {
+    /// Converges the machine on the config; `publish` also refreshes the cos-agent data.
+    fn reconcile(&mut self, publish: bool) -> Step<Status> {
         let config = self.config()?;
+        if publish {
+            self.publish(config.port)?;
+        }
         let snap = self.ensure_snap(&config.channel)?;
         let restarted = self.ensure_port(config.port)?;
         self.ensure_opened(config.port)?;
@@ -309,6 +321,38 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
                     "{SNAP_NAME} not responding on port {}",
                     config.port
                 )))
+            }
+        }
+    }
+
+    /// Writes the cos-agent unit databag on every cos-agent relation (none: no calls).
+    fn publish(&mut self, port: u16) -> Step<()> {
+        let relations = self.tools.relation_ids(cos::ENDPOINT)?;
+        if relations.is_empty() {
+            return Ok(());
+        }
+        let databag = cos::unit_databag(self.topology, port);
+        for id in &relations {
+            self.tools.relation_set(id, &databag)?;
+        }
+        log::info!(
+            "published metrics, alert rules and dashboard on {}",
+            relations.join(", ")
+        );
+        Ok(())
+    }
+
+    /// A cos-agent relation hook: publish, and leave the unit status as the last reconcile
+    /// set it.
+    fn publish_only(&mut self) -> Exit {
+        let published = self.config().and_then(|config| self.publish(config.port));
+        match published {
+            Ok(()) => Exit::Done,
+            // Invalid config is already reported as blocked; there is nothing to publish.
+            Err(Stop::Blocked(_)) => Exit::Done,
+            Err(Stop::Fault { cause, .. }) => {
+                log::error!("cannot publish on {}: {cause}", cos::ENDPOINT);
+                Exit::Failed
             }
         }
     }

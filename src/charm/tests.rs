@@ -22,6 +22,8 @@ struct Juju {
     action_failed: Option<String>,
     broken_tool: Option<&'static str>,
     calls: Vec<&'static str>,
+    /// cos-agent relation id -> this unit's databag there.
+    cos_relations: BTreeMap<String, Map<String, Value>>,
 }
 
 impl Juju {
@@ -89,12 +91,18 @@ impl HookTools for Juju {
         self.action_failed = Some(message.into());
         Ok(())
     }
-    fn relation_ids(&mut self, _endpoint: &str) -> Result<Vec<String>, ToolError> {
+    fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<String>, ToolError> {
         self.call("relation-ids")?;
-        Ok(Vec::new())
+        assert_eq!(endpoint, "cos-agent", "the only endpoint this charm has");
+        Ok(self.cos_relations.keys().cloned().collect())
     }
-    fn relation_set(&mut self, _id: &str, _settings: &Map<String, Value>) -> Result<(), ToolError> {
+    fn relation_set(&mut self, id: &str, settings: &Map<String, Value>) -> Result<(), ToolError> {
         self.call("relation-set")?;
+        let databag = self.cos_relations.get_mut(id).ok_or_else(|| ToolError {
+            tool: "relation-set".into(),
+            detail: format!("ERROR invalid value \"{id}\" for option -r: relation not found"),
+        })?;
+        databag.extend(settings.clone());
         Ok(())
     }
 }
@@ -234,12 +242,20 @@ impl Machine for Host {
     }
 }
 
+fn topology() -> Topology {
+    Topology {
+        model: "lab".into(),
+        model_uuid: "1234".into(),
+        application: "microsample".into(),
+    }
+}
+
 fn hook(name: &str) -> Dispatch {
     Dispatch::parse(Some(std::ffi::OsStr::new(&format!("hooks/{name}")))).unwrap()
 }
 
 fn run(juju: &mut Juju, host: &mut Host, event: &str) -> Exit {
-    handle(juju, host, &hook(event))
+    handle(juju, host, &topology(), &hook(event))
 }
 
 fn config(pairs: Value) -> Map<String, Value> {
@@ -304,15 +320,27 @@ fn every_reconciling_hook_is_idempotent() {
         assert_eq!(host.commands, commands, "{event} ran snap commands again");
         assert_eq!(juju.opened, opened);
         assert_eq!(juju.status(), &Status::active("Ready at 'edge'"), "{event}");
-        // The second run only reads and reports.
-        assert_eq!(
-            &juju.calls[juju.calls.len() - 4..],
-            [
+        // The second run only reads and reports (and looks for cos-agent relations on
+        // the hooks that republish).
+        let reads: &[&str] = match event {
+            "config-changed" | "upgrade-charm" => &[
+                "config-get",
+                "relation-ids",
+                "opened-ports",
+                "application-version-set",
+                "status-set",
+            ],
+            _ => &[
                 "config-get",
                 "opened-ports",
                 "application-version-set",
-                "status-set"
-            ]
+                "status-set",
+            ],
+        };
+        assert_eq!(
+            &juju.calls[juju.calls.len() - reads.len()..],
+            reads,
+            "{event}"
         );
     }
 }
@@ -480,7 +508,10 @@ fn info_reports_what_snapd_and_the_probe_say() {
     let (mut juju, mut host) = (Juju::default(), Host::installed_at("beta"));
     juju.in_action = true;
     juju.config = config(json!({"port": 9999}));
-    assert_eq!(handle(&mut juju, &mut host, &action("info")), Exit::Done);
+    assert_eq!(
+        handle(&mut juju, &mut host, &topology(), &action("info")),
+        Exit::Done
+    );
     let results: BTreeMap<_, _> = juju.action_results.iter().cloned().collect();
     assert_eq!(results["version"], "0+git.49ff7aa");
     assert_eq!(results["revision"], "27");
@@ -497,7 +528,10 @@ fn info_reports_what_snapd_and_the_probe_say() {
 fn actions_fail_cleanly() {
     let (mut juju, mut host) = (Juju::default(), Host::default());
     juju.in_action = true;
-    assert_eq!(handle(&mut juju, &mut host, &action("restart")), Exit::Done);
+    assert_eq!(
+        handle(&mut juju, &mut host, &topology(), &action("restart")),
+        Exit::Done
+    );
     assert_eq!(
         juju.action_failed.as_deref(),
         Some("the microsample snap is not installed")
@@ -506,7 +540,10 @@ fn actions_fail_cleanly() {
     let mut host = Host::installed_at("edge");
     host.service_broken = true;
     juju.action_failed = None;
-    assert_eq!(handle(&mut juju, &mut host, &action("restart")), Exit::Done);
+    assert_eq!(
+        handle(&mut juju, &mut host, &topology(), &action("restart")),
+        Exit::Done
+    );
     assert!(juju
         .action_failed
         .as_deref()
@@ -514,7 +551,10 @@ fn actions_fail_cleanly() {
         .starts_with("microsample restarted but not responding on port 8080"));
 
     juju.action_failed = None;
-    assert_eq!(handle(&mut juju, &mut host, &action("explode")), Exit::Done);
+    assert_eq!(
+        handle(&mut juju, &mut host, &topology(), &action("explode")),
+        Exit::Done
+    );
     assert_eq!(
         juju.action_failed.as_deref(),
         Some("unknown action \"explode\"")
@@ -525,7 +565,10 @@ fn actions_fail_cleanly() {
 fn restart_action_reports_health() {
     let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
     juju.in_action = true;
-    assert_eq!(handle(&mut juju, &mut host, &action("restart")), Exit::Done);
+    assert_eq!(
+        handle(&mut juju, &mut host, &topology(), &action("restart")),
+        Exit::Done
+    );
     assert_eq!(host.commands, ["restart"]);
     assert_eq!(
         juju.action_results,
@@ -533,5 +576,77 @@ fn restart_action_reports_health() {
             ("port".to_string(), "8080".to_string()),
             ("health".to_string(), "online".to_string())
         ]
+    );
+}
+
+fn published_port(juju: &Juju, id: &str) -> Value {
+    let raw = juju.cos_relations[id]["config"]
+        .as_str()
+        .expect("config is a JSON string");
+    let config: Value = serde_json::from_str(raw).unwrap();
+    config["metrics_scrape_jobs"][0]["static_configs"][0]["targets"][0].clone()
+}
+
+#[test]
+fn cos_agent_relation_hooks_publish_without_touching_status() {
+    let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
+    juju.cos_relations.insert("cos-agent:7".into(), Map::new());
+    for kind in ["joined", "changed"] {
+        juju.calls.clear();
+        assert_eq!(
+            run(&mut juju, &mut host, &format!("cos-agent-relation-{kind}")),
+            Exit::Done
+        );
+        assert_eq!(juju.calls, ["config-get", "relation-ids", "relation-set"]);
+        assert_eq!(published_port(&juju, "cos-agent:7"), "localhost:8080");
+        assert!(juju.statuses.is_empty() && host.commands.is_empty());
+    }
+    juju.calls.clear();
+    assert_eq!(
+        run(&mut juju, &mut host, "cos-agent-relation-departed"),
+        Exit::Done
+    );
+    assert!(juju.calls.is_empty());
+}
+
+#[test]
+fn config_changed_republishes_the_new_port() {
+    let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
+    juju.cos_relations.insert("cos-agent:7".into(), Map::new());
+    juju.config = config(json!({"port": 8081}));
+    assert_eq!(run(&mut juju, &mut host, "config-changed"), Exit::Done);
+    assert_eq!(published_port(&juju, "cos-agent:7"), "localhost:8081");
+    assert_eq!(juju.status(), &Status::active("Ready at 'edge'"));
+}
+
+#[test]
+fn nothing_is_published_without_a_relation_or_with_invalid_config() {
+    let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
+    run(&mut juju, &mut host, "upgrade-charm");
+    assert!(!juju.calls.contains(&"relation-set"));
+    juju.cos_relations.insert("cos-agent:7".into(), Map::new());
+    juju.config = config(json!({"port": 1}));
+    assert_eq!(
+        run(&mut juju, &mut host, "cos-agent-relation-joined"),
+        Exit::Done
+    );
+    assert!(!juju.calls.contains(&"relation-set"));
+    assert!(juju.cos_relations["cos-agent:7"].is_empty());
+}
+
+#[test]
+fn a_failing_relation_set_fails_the_hook() {
+    let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
+    juju.cos_relations.insert("cos-agent:7".into(), Map::new());
+    juju.broken_tool = Some("relation-set");
+    assert_eq!(
+        run(&mut juju, &mut host, "cos-agent-relation-changed"),
+        Exit::Failed
+    );
+    assert_eq!(run(&mut juju, &mut host, "config-changed"), Exit::Failed);
+    assert!(
+        juju.status().message.contains("relation-set"),
+        "{}",
+        juju.status()
     );
 }
