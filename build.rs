@@ -115,9 +115,18 @@ fn cos_assets(dir: &Path) -> String {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", rules_path.display()));
     let rules: RuleFile = serde_yaml::from_str(&rules_text)
         .unwrap_or_else(|e| panic!("{}: not a Prometheus rule file: {e}", rules_path.display()));
-    assert!(!rules.groups.is_empty(), "{}: no rule groups", rules_path.display());
+    assert!(
+        !rules.groups.is_empty(),
+        "{}: no rule groups",
+        rules_path.display()
+    );
     for group in &rules.groups {
-        assert!(!group.rules.is_empty(), "{}: group {} has no rules", rules_path.display(), group.name);
+        assert!(
+            !group.rules.is_empty(),
+            "{}: group {} has no rules",
+            rules_path.display(),
+            group.name
+        );
     }
     let rules_json: serde_json::Value = serde_yaml::from_str(&rules_text).expect("parsed above");
 
@@ -125,7 +134,11 @@ fn cos_assets(dir: &Path) -> String {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dashboard_path.display()));
     let parsed: serde_json::Value = serde_json::from_slice(&dashboard)
         .unwrap_or_else(|e| panic!("{}: not JSON: {e}", dashboard_path.display()));
-    assert!(parsed.get("title").is_some(), "{}: a dashboard needs a title", dashboard_path.display());
+    assert!(
+        parsed.get("title").is_some(),
+        "{}: a dashboard needs a title",
+        dashboard_path.display()
+    );
     let mut xz = Vec::new();
     lzma_rs::xz_compress(&mut &dashboard[..], &mut xz).expect("xz in memory");
     use base64::Engine as _;
