@@ -68,9 +68,21 @@ fn to_stderr(level: Level, message: &str) {
     let _ = writeln!(std::io::stderr(), "{}: {message}", juju_level(level));
 }
 
+/// Records from other crates (hyper, ureq, ...) get through only at WARN and above: each
+/// `juju-log` call is a process, and their debug chatter is not the operator's business.
+fn wanted(metadata: &Metadata) -> bool {
+    let ours = metadata.target().starts_with(env!("CARGO_CRATE_NAME"));
+    metadata.level()
+        <= if ours {
+            log::max_level()
+        } else {
+            LevelFilter::Warn
+        }
+}
+
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        wanted(metadata)
     }
 
     fn log(&self, record: &Record) {
@@ -109,4 +121,28 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(target: &str, level: Level) -> Metadata<'_> {
+        Metadata::builder().target(target).level(level).build()
+    }
+
+    #[test]
+    fn other_crates_debug_chatter_is_dropped() {
+        log::set_max_level(LevelFilter::Debug);
+        assert!(wanted(&metadata("microsample_charm::charm", Level::Debug)));
+        assert!(!wanted(&metadata(
+            "hyper_util::client::legacy::pool",
+            Level::Debug
+        )));
+        assert!(!wanted(&metadata(
+            "ureq::unversioned::transport",
+            Level::Info
+        )));
+        assert!(wanted(&metadata("ureq::agent", Level::Warn)));
+    }
 }
