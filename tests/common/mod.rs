@@ -1,0 +1,806 @@
+//! End-to-end test harness: one simulated Juju unit running the charm's `dispatch` against
+//! the fake hook tools, the fake `snap` CLI and a fake snapd (see `tests/fakes`).
+//!
+//! ```ignore
+//! mod common;
+//! use common::Unit;
+//!
+//! let unit = Unit::new();
+//! unit.set_config("port", serde_json::json!(common::free_port()));
+//! let run = unit.run_hook("install");
+//! assert_eq!(run.exit, Some(0), "{}", run.stderr);
+//! assert_eq!(unit.status().0, "maintenance");
+//! ```
+//!
+//! Every `Unit` lives in its own temporary directory with its own snapd socket, so tests
+//! can run in parallel. The fake workload listens on the port from the snap config; the
+//! harness makes microsample's install hook pick a free port (`install_port`) instead of
+//! 8080, and tests should configure the charm's `port` with [`free_port`].
+#![allow(dead_code)]
+
+#[path = "../fakes/src/http.rs"]
+pub mod http;
+#[path = "../fakes/src/juju_state.rs"]
+pub mod juju_state;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub use juju_state::{ActionState, Call, JujuState, LogRecord, Relation, StatusEntry, ToolFault};
+
+/// Hook tools symlinked into the tools directory (plus `snap`).
+pub const HOOK_TOOLS: [&str; 17] = [
+    "status-set",
+    "status-get",
+    "config-get",
+    "application-version-set",
+    "juju-log",
+    "is-leader",
+    "open-port",
+    "close-port",
+    "opened-ports",
+    "action-get",
+    "action-set",
+    "action-fail",
+    "action-log",
+    "relation-ids",
+    "relation-set",
+    "relation-get",
+    "relation-list",
+];
+
+/// Default watchdog for one hook or action run.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Juju version reported to the charm.
+pub const JUJU_VERSION: &str = "3.6.4";
+
+/// Unit name of the simulated unit.
+pub const UNIT_NAME: &str = "microsample/0";
+
+/// Path of the fake-juju multi-call binary.
+pub fn fake_juju_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fake-juju"))
+}
+
+/// The charm binary under test: `$MICROSAMPLE_DISPATCH` (CI: the dispatch extracted from
+/// the packed .charm) or the `dispatch` built by cargo.
+pub fn dispatch_bin() -> PathBuf {
+    match std::env::var_os("MICROSAMPLE_DISPATCH") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_dispatch")),
+    }
+}
+
+/// A TCP port that is free on all interfaces right now and was not handed out before
+/// in this test process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot find a free TCP port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Result of one hook or action run.
+#[derive(Debug, Clone)]
+pub struct HookRun {
+    /// Exit code, `None` if killed by a signal.
+    pub exit: Option<i32>,
+    /// Terminating signal, if any.
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Tool invocations (hook tools and `snap`) made during this run only.
+    pub calls: Vec<Call>,
+    /// snapd API requests received during this run only (from the charm or `snap`).
+    pub snapd_requests: Vec<SnapdRequest>,
+    pub duration: Duration,
+    /// For actions: the action state after the run (params, results, failed, logs).
+    pub action: Option<ActionState>,
+}
+
+impl HookRun {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.exit == Some(0)
+    }
+
+    /// Invocations of one tool during the run.
+    pub fn calls_to(&self, tool: &str) -> Vec<&Call> {
+        self.calls.iter().filter(|c| c.tool == tool).collect()
+    }
+}
+
+/// One request received by the fake snapd.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SnapdRequest {
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: String,
+    /// Request body (first 4096 bytes).
+    #[serde(default)]
+    pub body: String,
+}
+
+/// A simulated unit: temp dir, tools, charm dir, fake state and a fake snapd process.
+pub struct Unit {
+    dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub tools_dir: PathBuf,
+    pub charm_dir: PathBuf,
+    /// `FAKE_JUJU_DIR`.
+    pub state_dir: PathBuf,
+    /// Fake snapd socket (`SNAPD_SOCKET`).
+    pub socket: PathBuf,
+    snapd: Child,
+    hook_timeout: Mutex<Duration>,
+    counter: AtomicU64,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        let _ = self.snapd.kill();
+        let _ = self.snapd.wait();
+    }
+}
+
+fn yaml_to_json(v: &serde_yaml::Value) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn write_yaml(path: &Path, value: &serde_yaml::Value) {
+    let text = serde_yaml::to_string(value).expect("cannot render YAML");
+    fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Generates metadata.yaml, config.yaml, actions.yaml and manifest.yaml from
+/// charmcraft.yaml (like charmcraft/`cargo pack`) and returns the config defaults.
+fn write_charm_files(charm_dir: &Path) -> Map<String, Value> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("charmcraft.yaml");
+    let text = fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("invalid charmcraft.yaml");
+    let get = |k: &str| doc.get(k).cloned();
+
+    let mut meta = serde_yaml::Mapping::new();
+    for key in [
+        "name",
+        "title",
+        "summary",
+        "description",
+        "assumes",
+        "provides",
+        "requires",
+        "peers",
+        "subordinate",
+        "extra-bindings",
+        "storage",
+        "resources",
+    ] {
+        if let Some(v) = get(key) {
+            meta.insert(key.into(), v);
+        }
+    }
+    write_yaml(
+        &charm_dir.join("metadata.yaml"),
+        &serde_yaml::Value::Mapping(meta),
+    );
+
+    let mut defaults = Map::new();
+    if let Some(config) = get("config") {
+        write_yaml(&charm_dir.join("config.yaml"), &config);
+        if let Some(serde_yaml::Value::Mapping(options)) = config.get("options") {
+            for (name, option) in options {
+                let Some(name) = name.as_str() else { continue };
+                if let Some(default) = option.get("default") {
+                    defaults.insert(name.to_string(), yaml_to_json(default));
+                }
+            }
+        }
+    }
+    if let Some(actions) = get("actions") {
+        write_yaml(&charm_dir.join("actions.yaml"), &actions);
+    }
+    fs::write(
+        charm_dir.join("manifest.yaml"),
+        "bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures:\n  - amd64\n",
+    )
+    .expect("cannot write manifest.yaml");
+    defaults
+}
+
+impl Unit {
+    /// A fresh leader unit with the charm's config defaults, no snap installed and a
+    /// running fake snapd.
+    pub fn new() -> Unit {
+        let dir = tempfile::Builder::new()
+            .prefix("msunit-")
+            .tempdir()
+            .expect("cannot create temp dir");
+        let root = dir.path().to_path_buf();
+        let tools_dir = root.join("tools");
+        let charm_dir = root.join("charm");
+        let state_dir = root.join("state");
+        for d in [&tools_dir, &charm_dir, &state_dir] {
+            fs::create_dir_all(d).expect("cannot create unit dirs");
+        }
+        let bin = fake_juju_bin();
+        for tool in HOOK_TOOLS.iter().chain(["snap"].iter()) {
+            symlink(&bin, tools_dir.join(tool)).expect("cannot symlink tool");
+        }
+        symlink(dispatch_bin(), charm_dir.join("dispatch")).expect("cannot link dispatch");
+        let defaults = write_charm_files(&charm_dir);
+        let state = JujuState {
+            config: defaults,
+            ..JujuState::default()
+        };
+        juju_state::save(&state_dir, &state).expect("cannot write state");
+
+        let mut socket = root.join("snapd.socket");
+        if socket.as_os_str().len() > 100 {
+            socket = std::env::temp_dir().join(format!(
+                "msunit-{}-{}.sock",
+                std::process::id(),
+                unique_suffix()
+            ));
+        }
+        let log = fs::File::create(root.join("snapd.log")).expect("cannot create snapd.log");
+        let log2 = log.try_clone().expect("cannot clone log handle");
+        let snapd = Command::new(&bin)
+            .arg("serve-snapd")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state")
+            .arg(root.join("snapd-state.json"))
+            .arg("--exit-with-pid")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .expect("cannot start fake snapd");
+        let unit = Unit {
+            dir,
+            root,
+            tools_dir,
+            charm_dir,
+            state_dir,
+            socket,
+            snapd,
+            hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
+            counter: AtomicU64::new(0),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http::unix_request(&unit.socket, "GET", "/fake/state", None, None).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "fake snapd did not start; log:\n{}",
+                fs::read_to_string(unit.root.join("snapd.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        unit.snapd_put(json!({"install_port": free_port()}));
+        unit
+    }
+
+    /// Changes the watchdog of later runs.
+    pub fn set_hook_timeout(&self, timeout: Duration) {
+        *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Juju side
+
+    /// The hook-tool state.
+    pub fn juju_state(&self) -> JujuState {
+        juju_state::load(&self.state_dir).expect("cannot read fake Juju state")
+    }
+
+    /// Modifies the hook-tool state (under its lock).
+    pub fn update_juju_state(&self, f: impl FnOnce(&mut JujuState)) {
+        juju_state::update(&self.state_dir, |s: &mut JujuState| -> Result<(), String> {
+            f(s);
+            Ok(())
+        })
+        .expect("cannot update fake Juju state");
+    }
+
+    /// Sets a charm config value (`juju config microsample key=value`); `Value::Null`
+    /// resets it to "unset".
+    pub fn set_config(&self, key: &str, value: Value) {
+        self.update_juju_state(|s| {
+            s.config.insert(key.to_string(), value);
+        });
+    }
+
+    /// Makes the unit leader or not.
+    pub fn set_leader(&self, leader: bool) {
+        self.update_juju_state(|s| s.leader = leader);
+    }
+
+    /// Makes a hook tool fail: it prints `stderr` and exits with `exit`.
+    pub fn fail_tool(&self, tool: &str, exit: i32, stderr: &str) {
+        self.update_juju_state(|s| {
+            s.tool_faults.insert(
+                tool.to_string(),
+                ToolFault {
+                    exit,
+                    stdout: String::new(),
+                    stderr: stderr.to_string(),
+                },
+            );
+        });
+    }
+
+    /// Adds a relation `<endpoint>:<number>` with the given remote units.
+    pub fn add_relation(
+        &self,
+        endpoint: &str,
+        number: u32,
+        remote_app: &str,
+        remote_units: &[&str],
+    ) {
+        self.update_juju_state(|s| {
+            s.relations
+                .entry(endpoint.to_string())
+                .or_default()
+                .push(Relation {
+                    id: format!("{endpoint}:{number}"),
+                    remote_app: remote_app.to_string(),
+                    remote_units: remote_units
+                        .iter()
+                        .map(|u| (u.to_string(), Default::default()))
+                        .collect(),
+                    ..Relation::default()
+                });
+        });
+    }
+
+    /// Workload status (status, message).
+    pub fn status(&self) -> (String, String) {
+        let s = self.juju_state().unit_status;
+        (s.status, s.message)
+    }
+
+    /// Application status (status, message).
+    pub fn app_status(&self) -> (String, String) {
+        let s = self.juju_state().app_status;
+        (s.status, s.message)
+    }
+
+    /// Unit agent status (`idle`, `executing`, `error` with `hook failed: "x"`).
+    pub fn agent_status(&self) -> (String, String) {
+        let s = self.juju_state().agent_status;
+        (s.status, s.message)
+    }
+
+    /// Every status change, oldest first (charm's `status-set` and the agent's own).
+    pub fn status_history(&self) -> Vec<StatusEntry> {
+        self.juju_state().status_history
+    }
+
+    /// The workload version set with `application-version-set`.
+    pub fn workload_version(&self) -> Option<String> {
+        self.juju_state().workload_version
+    }
+
+    /// Committed opened ports (`8080/tcp`), sorted.
+    pub fn opened_ports(&self) -> Vec<String> {
+        self.juju_state().committed_ports()
+    }
+
+    /// `juju-log` records.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        self.juju_state().logs
+    }
+
+    /// All tool invocations since the unit was created.
+    pub fn all_calls(&self) -> Vec<Call> {
+        juju_state::read_calls(&self.state_dir)
+    }
+
+    /// Makes the fake `snap` CLI hang forever (or not).
+    pub fn set_snap_hang(&self, hang: bool) {
+        let path = self.state_dir.join(juju_state::SNAP_HANG_FILE);
+        if hang {
+            fs::write(path, "").expect("cannot create snap-hang");
+        } else {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    fn context_id(&self, name: &str) -> String {
+        format!(
+            "{UNIT_NAME}-{name}-{:016x}{:016x}",
+            unique_suffix(),
+            self.counter.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    /// The environment Juju gives `dispatch` (juju-contract.md §1.3) plus the test seams.
+    fn base_env(
+        &self,
+        context_name: &str,
+        dispatch_path: &str,
+        hook_name: &str,
+    ) -> Vec<(String, String)> {
+        let charm = self.charm_dir.display().to_string();
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.tools_dir.display());
+        let mut env: Vec<(String, String)> = [
+            ("CHARM_DIR", charm.as_str()),
+            ("JUJU_CHARM_DIR", charm.as_str()),
+            ("JUJU_CONTEXT_ID", self.context_id(context_name).as_str()),
+            ("JUJU_HOOK_NAME", hook_name),
+            (
+                "JUJU_AGENT_SOCKET_ADDRESS",
+                self.root.join("agent.socket").to_string_lossy().as_ref(),
+            ),
+            ("JUJU_AGENT_SOCKET_NETWORK", "unix"),
+            ("JUJU_UNIT_NAME", UNIT_NAME),
+            ("JUJU_MODEL_UUID", "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21"),
+            ("JUJU_MODEL_NAME", "test"),
+            ("JUJU_API_ADDRESSES", "10.0.0.2:17070"),
+            ("JUJU_SLA", "unsupported"),
+            ("JUJU_MACHINE_ID", "0"),
+            ("JUJU_PRINCIPAL_UNIT", ""),
+            ("JUJU_AVAILABILITY_ZONE", ""),
+            ("CLOUD_API_VERSION", ""),
+            ("JUJU_VERSION", JUJU_VERSION),
+            ("JUJU_CHARM_HTTP_PROXY", ""),
+            ("JUJU_CHARM_HTTPS_PROXY", ""),
+            ("JUJU_CHARM_FTP_PROXY", ""),
+            ("JUJU_CHARM_NO_PROXY", ""),
+            ("PATH", path.as_str()),
+            ("APT_LISTCHANGES_FRONTEND", "none"),
+            ("DEBIAN_FRONTEND", "noninteractive"),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "tmux-256color"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.push(("SNAPD_SOCKET".into(), self.socket.display().to_string()));
+        env.push(("FAKE_JUJU_DIR".into(), self.state_dir.display().to_string()));
+        env.push(("JUJU_DISPATCH_PATH".into(), dispatch_path.to_string()));
+        env
+    }
+
+    /// Runs hook `name` (e.g. `install`, `config-changed`) the way the unit agent does,
+    /// then commits (exit 0) or discards (else) its port and relation changes.
+    pub fn run_hook(&self, name: &str) -> HookRun {
+        self.run_hook_with_env(name, &[])
+    }
+
+    /// Like [`Unit::run_hook`] with extra environment (e.g. `JUJU_RELATION_ID`,
+    /// `JUJU_REMOTE_UNIT` for relation hooks).
+    pub fn run_hook_with_env(&self, name: &str, extra: &[(&str, &str)]) -> HookRun {
+        let dispatch_path = format!("hooks/{name}");
+        self.update_juju_state(|s| {
+            s.action = None;
+            let agent = |s: &mut JujuState, status: &str, message: &str| {
+                s.unit_status = juju_state::Status {
+                    status: status.to_string(),
+                    message: message.to_string(),
+                    data: Map::new(),
+                };
+                s.status_history.push(StatusEntry {
+                    application: false,
+                    status: status.to_string(),
+                    message: message.to_string(),
+                    source: "agent".to_string(),
+                    context: dispatch_path.clone(),
+                });
+            };
+            match name {
+                "install" if !s.status_set_ever => {
+                    agent(s, "maintenance", "installing charm software")
+                }
+                "stop" => agent(s, "maintenance", "stopping charm software"),
+                "remove" => agent(s, "maintenance", "cleaning up prior to charm deletion"),
+                _ => {}
+            }
+            if name != "update-status" {
+                s.agent_status = juju_state::Status {
+                    status: "executing".to_string(),
+                    message: format!("running {name} hook"),
+                    data: Map::new(),
+                };
+            }
+        });
+        let mut env = self.base_env(name, &dispatch_path, name);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let run = self.execute(&env, name);
+        let ok = run.success();
+        self.update_juju_state(|s| {
+            juju_state::apply_hook_outcome(s, ok);
+            let set_unit = |s: &mut JujuState, status: &str| {
+                s.unit_status = juju_state::Status {
+                    status: status.to_string(),
+                    ..Default::default()
+                };
+                s.status_history.push(StatusEntry {
+                    application: false,
+                    status: status.to_string(),
+                    message: String::new(),
+                    source: "agent".to_string(),
+                    context: format!("hooks/{name}"),
+                });
+            };
+            if ok {
+                s.agent_status = juju_state::Status {
+                    status: "idle".to_string(),
+                    ..Default::default()
+                };
+                match name {
+                    "start" if !s.status_set_ever => set_unit(s, "unknown"),
+                    "stop" => set_unit(s, "maintenance"),
+                    "remove" => set_unit(s, "terminated"),
+                    _ => {}
+                }
+            } else {
+                s.agent_status = juju_state::Status {
+                    status: "error".to_string(),
+                    message: format!("hook failed: \"{name}\""),
+                    data: Map::new(),
+                };
+            }
+        });
+        run
+    }
+
+    /// Runs action `name` with `params` (a JSON object).
+    pub fn run_action(&self, name: &str, params: Value) -> HookRun {
+        let id = (self.counter.fetch_add(1, Ordering::SeqCst) + 1).to_string();
+        let params = match params {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            other => panic!("action params must be a JSON object, got {other}"),
+        };
+        self.update_juju_state(|s| {
+            s.action = Some(ActionState {
+                name: name.to_string(),
+                id: id.clone(),
+                params,
+                ..ActionState::default()
+            });
+        });
+        let mut env = self.base_env(name, &format!("actions/{name}"), "");
+        env.push(("JUJU_ACTION_NAME".into(), name.to_string()));
+        env.push(("JUJU_ACTION_UUID".into(), id.clone()));
+        env.push(("JUJU_ACTION_TAG".into(), format!("action-{id}")));
+        let mut run = self.execute(&env, &format!("action {name}"));
+        let ok = run.success();
+        self.update_juju_state(|s| juju_state::apply_hook_outcome(s, ok));
+        run.action = self.juju_state().action;
+        run
+    }
+
+    fn execute(&self, env: &[(String, String)], what: &str) -> HookRun {
+        let calls_before = juju_state::read_calls(&self.state_dir).len();
+        let requests_before = self.snapd_requests().len();
+        let timeout = *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner());
+        let start = Instant::now();
+        let mut child = Command::new(self.charm_dir.join("dispatch"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.charm_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
+        let pgid = child.id();
+        let out = reader(child.stdout.take());
+        let err = reader(child.stderr.take());
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if start.elapsed() > timeout => {
+                    kill_group(pgid);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let stderr = err.join().unwrap_or_default();
+                    panic!(
+                        "dispatch for {what} did not finish within {timeout:?} (killed); stderr:\n{stderr}"
+                    );
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("cannot wait for dispatch: {e}"),
+            }
+        };
+        let duration = start.elapsed();
+        // Like the unit agent, do not let stray children outlive the hook.
+        kill_group(pgid);
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        let calls = juju_state::read_calls(&self.state_dir)
+            .into_iter()
+            .skip(calls_before)
+            .collect();
+        let snapd_requests = self
+            .snapd_requests()
+            .into_iter()
+            .skip(requests_before)
+            .collect();
+        HookRun {
+            exit: status.code(),
+            signal: status.signal(),
+            stdout,
+            stderr,
+            calls,
+            snapd_requests,
+            duration,
+            action: None,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // snapd side
+
+    /// A request to the fake snapd; returns (HTTP status, parsed body).
+    pub fn snapd_request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let payload = body.map(|b| b.to_string());
+        let resp = http::unix_request(
+            &self.socket,
+            method,
+            path,
+            payload.as_deref().map(str::as_bytes),
+            Some(Duration::from_secs(30)),
+        )
+        .unwrap_or_else(|e| panic!("fake snapd request {method} {path} failed: {e}"));
+        let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        (resp.status, value)
+    }
+
+    /// Merges fields into the fake snapd state (`PUT /fake/state`).
+    pub fn snapd_put(&self, patch: Value) -> Value {
+        let (status, body) = self.snapd_request("PUT", "/fake/state", Some(&patch));
+        assert_eq!(status, 200, "PUT /fake/state {patch} failed: {body}");
+        body["result"].clone()
+    }
+
+    /// The whole fake snapd state (`GET /fake/state`): `snap`, `channels`, faults,
+    /// `changes`, `requests`, and `workload` {port, running, error, calls}.
+    pub fn snapd_state(&self) -> Value {
+        let (_, body) = self.snapd_request("GET", "/fake/state", None);
+        body["result"].clone()
+    }
+
+    /// Replaces the fake store's channel map, e.g.
+    /// `json!({"latest/edge": {"revision": 40, "version": "1.1"}})`.
+    pub fn set_store(&self, channels: Value) {
+        self.snapd_put(json!({ "channels": channels }));
+    }
+
+    /// Store unreachable (persistent network error on install/refresh).
+    pub fn set_store_down(&self, down: bool) {
+        self.snapd_put(json!({ "store_down": down }));
+    }
+
+    /// Device not seeded yet (409 on install/refresh/remove).
+    pub fn set_seeding(&self, seeding: bool) {
+        self.snapd_put(json!({ "seeding": seeding }));
+    }
+
+    /// A conflicting change of this kind is in progress (409 on writes).
+    pub fn set_conflict(&self, change_kind: Option<&str>) {
+        self.snapd_put(json!({ "conflict": change_kind }));
+    }
+
+    /// Every new change ends in Error with this reason.
+    pub fn set_change_fails(&self, reason: Option<&str>) {
+        self.snapd_put(json!({ "change_fails": reason }));
+    }
+
+    /// Fault of `GET /v2/snaps/microsample` (http500, invalid_json, truncated_body,
+    /// huge_body, hang, close), for `count` requests or forever.
+    pub fn set_get_snap_fault(&self, fault: Option<&str>, count: Option<u32>) {
+        self.snapd_put(json!({ "get_snap_fault": fault, "get_snap_fault_count": count }));
+    }
+
+    /// Workload fault (http500, hang, close, dead).
+    pub fn set_workload_fault(&self, fault: Option<&str>) {
+        self.snapd_put(json!({ "workload_fault": fault }));
+    }
+
+    /// Installs microsample directly (as if done earlier), tracking `channel` and
+    /// listening on `port`.
+    pub fn preinstall_snap(&self, channel: &str, port: u16) {
+        let state = self.snapd_state();
+        let release = &state["channels"][channel];
+        let revision = release["revision"].as_u64().unwrap_or(1).to_string();
+        let version = release["version"]
+            .as_str()
+            .unwrap_or("0+git.49ff7aa")
+            .to_string();
+        self.snapd_put(json!({"snap": {
+            "revision": revision,
+            "version": version,
+            "channel": channel,
+            "tracking_channel": channel,
+            "config": {"port": port},
+            "enabled": true,
+            "active": true,
+        }}));
+    }
+
+    /// Every snapd request received so far (excluding `/fake/...`).
+    pub fn snapd_requests(&self) -> Vec<SnapdRequest> {
+        let (_, body) = self.snapd_request("GET", "/fake/requests", None);
+        serde_json::from_value(body["result"].clone()).unwrap_or_default()
+    }
+
+    /// Forgets the recorded snapd requests.
+    pub fn clear_snapd_requests(&self) {
+        self.snapd_request("DELETE", "/fake/requests", None);
+    }
+
+    /// GET on the workload at 127.0.0.1:`port`: Some((status, body)) or None if nothing
+    /// answers.
+    pub fn workload_get(&self, port: u16, path: &str) -> Option<(u16, String)> {
+        http::tcp_request(
+            &format!("127.0.0.1:{port}"),
+            "GET",
+            path,
+            Duration::from_secs(5),
+        )
+        .ok()
+        .map(|r| (r.status, r.text()))
+    }
+}
+
+impl Default for Unit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unique_suffix() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn reader<R: Read + Send + 'static>(stream: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut s) = stream {
+            let _ = s.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// SIGKILLs a whole process group.
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}

@@ -1,0 +1,232 @@
+//! The fake microsample workload: a tiny HTTP server on `0.0.0.0:<snap config port>`
+//! answering like microsample's Flask app (snapd.md §5.1).
+
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime};
+
+use crate::http;
+
+/// Fault modes of a running workload.
+pub const FAULTS: [&str; 4] = ["http500", "hang", "close", "dead"];
+
+/// Settings shared with the connection threads.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Current fault (`None`: healthy).
+    pub fault: Arc<Mutex<Option<String>>>,
+    /// `microsample_calls_total`.
+    pub calls: Arc<AtomicU64>,
+}
+
+struct Running {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The service process, as systemd would run it.
+#[derive(Default)]
+pub struct Workload {
+    running: Option<Running>,
+    /// Why the last start failed (port taken, bad port...).
+    pub last_error: Option<String>,
+    pub shared: Shared,
+}
+
+impl Workload {
+    /// Port the service listens on, if it runs.
+    pub fn port(&self) -> Option<u16> {
+        self.running.as_ref().map(|r| r.port)
+    }
+
+    /// Starts the service on `port` (stopping it first if it runs). A port that cannot be
+    /// bound makes the service fail, like a crash-looping unit.
+    pub fn start(&mut self, port: Result<u16, String>) {
+        self.stop();
+        let port = match port {
+            Ok(p) => p,
+            Err(e) => {
+                self.last_error = Some(e);
+                return;
+            }
+        };
+        let listener = match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.last_error = Some(format!(
+                    "cannot bind 0.0.0.0:{port}: {}",
+                    http::errno_text(&e)
+                ));
+                return;
+            }
+        };
+        if let Err(e) = listener.set_nonblocking(true) {
+            self.last_error = Some(format!("cannot configure listener: {e}"));
+            return;
+        }
+        self.last_error = None;
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = self.shared.clone();
+        let stop_flag = stop.clone();
+        let thread = thread::spawn(move || accept_loop(listener, stop_flag, shared));
+        self.running = Some(Running {
+            port,
+            stop,
+            thread: Some(thread),
+        });
+    }
+
+    /// Stops the service and frees its port.
+    pub fn stop(&mut self) {
+        if let Some(mut r) = self.running.take() {
+            r.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, shared: Shared) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                thread::spawn(move || serve_connection(stream, shared));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, shared: Shared) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or(None);
+    match fault.as_deref() {
+        Some("close") => return,
+        Some("hang") => {
+            hold_open(stream);
+            return;
+        }
+        _ => {}
+    }
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let Ok(req) = http::read_request(&mut reader) else {
+        return;
+    };
+    let (status, content_type, body) = if fault.as_deref() == Some("http500") {
+        (
+            500,
+            "text/html; charset=utf-8",
+            INTERNAL_ERROR_PAGE.to_string(),
+        )
+    } else {
+        route(&req, &shared)
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nServer: Werkzeug/2.2.3 Python/3.10.12\r\nDate: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(status),
+        http::http_date(SystemTime::now()),
+        body.len()
+    );
+    if req.method != "HEAD" {
+        head.push_str(&body);
+    }
+    let mut stream = stream;
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.flush();
+}
+
+/// Keeps a connection open without answering until the peer goes away.
+pub fn hold_open<S: Read>(mut stream: S) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "NOT FOUND",
+        405 => "METHOD NOT ALLOWED",
+        _ => "INTERNAL SERVER ERROR",
+    }
+}
+
+const INTERNAL_ERROR_PAGE: &str = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application.</p>\n";
+
+const NOT_FOUND_PAGE: &str = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.</p>\n";
+
+const METHOD_NOT_ALLOWED_PAGE: &str = "<!doctype html>\n<html lang=en>\n<title>405 Method Not Allowed</title>\n<h1>Method Not Allowed</h1>\n<p>The method is not allowed for the requested URL.</p>\n";
+
+fn route(req: &http::Request, shared: &Shared) -> (u16, &'static str, String) {
+    let get = req.method == "GET" || req.method == "HEAD";
+    match req.path.as_str() {
+        "/" | "/api/info" | "/metrics" if !get => (
+            405,
+            "text/html; charset=utf-8",
+            METHOD_NOT_ALLOWED_PAGE.to_string(),
+        ),
+        "/" => {
+            shared.calls.fetch_add(1, Ordering::SeqCst);
+            (200, "text/html; charset=utf-8", "Online".to_string())
+        }
+        "/api/info" => {
+            shared.calls.fetch_add(1, Ordering::SeqCst);
+            (
+                200,
+                "application/json",
+                "{\"name\":\"Erik Lonroth\",\"skill\":100,\"title\":\"wizard\"}\n".to_string(),
+            )
+        }
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(shared.calls.load(Ordering::SeqCst)),
+        ),
+        _ => (404, "text/html; charset=utf-8", NOT_FOUND_PAGE.to_string()),
+    }
+}
+
+fn metrics(calls: u64) -> String {
+    format!(
+        "# HELP python_info Python platform information\n\
+         # TYPE python_info gauge\n\
+         python_info{{implementation=\"CPython\",major=\"3\",minor=\"10\",patchlevel=\"12\",version=\"3.10.12\"}} 1.0\n\
+         # HELP microsample_calls_total Total calls to microsampl api (counter)\n\
+         # TYPE microsample_calls_total counter\n\
+         microsample_calls_total {calls}.0\n\
+         # HELP microsample_calls_created Total calls to microsampl api (counter)\n\
+         # TYPE microsample_calls_created gauge\n\
+         microsample_calls_created 1.7e+09\n"
+    )
+}

@@ -1,0 +1,1350 @@
+//! Contract tests of the fakes themselves: the fake hook tools, the fake `snap` CLI, the
+//! fake snapd and the fake workload must be as strict and as exact as the real ones
+//! (shared/reference/juju-contract.md §3, snapd.md §1-§4, §7).
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "fakes/src/channel.rs"]
+mod channel;
+#[allow(dead_code)]
+#[path = "fakes/src/gnuflag.rs"]
+mod gnuflag;
+#[allow(dead_code)]
+#[path = "fakes/src/output.rs"]
+mod output;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, juju_state, Unit};
+use serde_json::{json, Value};
+
+/// Result of running a fake tool.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a fake tool of `unit` directly, with the environment a hook would give it.
+struct Tool<'a> {
+    unit: &'a Unit,
+    name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    unset: Vec<String>,
+    stdin: Option<String>,
+}
+
+impl<'a> Tool<'a> {
+    fn new(unit: &'a Unit, name: &str, args: &[&str]) -> Self {
+        Tool {
+            unit,
+            name: name.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            unset: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    fn unset(mut self, k: &str) -> Self {
+        self.unset.push(k.to_string());
+        self
+    }
+
+    fn stdin(mut self, s: &str) -> Self {
+        self.stdin = Some(s.to_string());
+        self
+    }
+
+    fn run(self) -> Out {
+        let mut base: Vec<(String, String)> = vec![
+            (
+                "JUJU_CONTEXT_ID".into(),
+                "microsample/0-test-0123456789abcdef".into(),
+            ),
+            (
+                "JUJU_AGENT_SOCKET_ADDRESS".into(),
+                "/var/lib/juju/agents/unit-microsample-0/agent.socket".into(),
+            ),
+            ("JUJU_AGENT_SOCKET_NETWORK".into(), "unix".into()),
+            ("JUJU_UNIT_NAME".into(), "microsample/0".into()),
+            ("JUJU_DISPATCH_PATH".into(), "hooks/test".into()),
+            (
+                "FAKE_JUJU_DIR".into(),
+                self.unit.state_dir.display().to_string(),
+            ),
+            (
+                "SNAPD_SOCKET".into(),
+                self.unit.socket.display().to_string(),
+            ),
+            (
+                "PATH".into(),
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.unit.tools_dir.display()
+                ),
+            ),
+        ];
+        base.retain(|(k, _)| !self.unset.contains(k));
+        base.extend(self.env);
+        let mut child = Command::new(self.unit.tools_dir.join(&self.name))
+            .args(&self.args)
+            .env_clear()
+            .envs(base)
+            .current_dir(&self.unit.charm_dir)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run fake tool");
+        if let (Some(input), Some(mut pipe)) = (self.stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .expect("cannot write stdin");
+        }
+        let out = child.wait_with_output().expect("cannot wait for fake tool");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn tool(unit: &Unit, name: &str, args: &[&str]) -> Out {
+    Tool::new(unit, name, args).run()
+}
+
+fn in_action<'a>(unit: &'a Unit, name: &str, args: &[&str]) -> Tool<'a> {
+    Tool::new(unit, name, args)
+        .env("JUJU_ACTION_NAME", "refresh-snap")
+        .env("JUJU_ACTION_UUID", "7")
+}
+
+/// Asserts an Init/parse failure: exit 2, exact stderr, empty stdout.
+fn assert_init_error(out: &Out, msg: &str) {
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.stderr, format!("ERROR {msg}\n"));
+    assert_eq!(out.stdout, "");
+}
+
+/// Asserts a Run failure: exit 1, exact stderr, empty stdout.
+fn assert_run_error(out: &Out, msg: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, format!("ERROR {msg}\n"));
+    assert_eq!(out.stdout, "");
+}
+
+fn assert_ok(out: &Out) {
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+// =======================================================================================
+// Hook tools
+
+#[test]
+fn status_set_rejects_unknown_status_with_exit_2() {
+    let unit = Unit::new();
+    let out = tool(&unit, "status-set", &["foo"]);
+    assert_init_error(
+        &out,
+        "invalid status \"foo\", expected one of [maintenance blocked waiting active]",
+    );
+    for bad in ["error", "unknown", "idle", "terminated"] {
+        assert_eq!(tool(&unit, "status-set", &[bad]).code, 2, "{bad}");
+    }
+    assert_init_error(
+        &tool(&unit, "status-set", &[]),
+        "invalid args, require <status> [message]",
+    );
+    assert_init_error(
+        &tool(&unit, "status-set", &["active", "a", "b"]),
+        "unrecognized args: [\"b\"]",
+    );
+    assert_eq!(unit.status(), ("unknown".to_string(), String::new()));
+}
+
+#[test]
+fn status_set_accepts_the_ops_argv() {
+    let unit = Unit::new();
+    let out = tool(
+        &unit,
+        "status-set",
+        &["--application=False", "active", "--", "-msg"],
+    );
+    assert_ok(&out);
+    assert_eq!(out.stdout, "");
+    assert_eq!(unit.status(), ("active".to_string(), "-msg".to_string()));
+    // Interspersed flags and the ops 2.x form.
+    assert_ok(&tool(
+        &unit,
+        "status-set",
+        &["maintenance", "--application=false", "busy"],
+    ));
+    assert_eq!(
+        unit.status(),
+        ("maintenance".to_string(), "busy".to_string())
+    );
+    // A bool flag never takes the next argument as its value.
+    assert_init_error(
+        &tool(&unit, "status-set", &["--application", "False"]),
+        "invalid status \"False\", expected one of [maintenance blocked waiting active]",
+    );
+    assert_init_error(
+        &tool(&unit, "status-set", &["--application=nope", "active"]),
+        "invalid value \"nope\" for option --application: strconv.ParseBool: parsing \"nope\": invalid syntax",
+    );
+    let history = unit.status_history();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].source, "charm");
+}
+
+#[test]
+fn status_set_application_requires_leadership() {
+    let unit = Unit::new();
+    assert_ok(&tool(
+        &unit,
+        "status-set",
+        &["--application", "active", "all good"],
+    ));
+    assert_eq!(
+        unit.app_status(),
+        ("active".to_string(), "all good".to_string())
+    );
+    unit.set_leader(false);
+    assert_run_error(
+        &tool(&unit, "status-set", &["--application=True", "blocked", "x"]),
+        "this unit is not the leader",
+    );
+    assert_run_error(
+        &tool(&unit, "status-get", &["--application"]),
+        "finding application status: this unit is not the leader",
+    );
+    assert_eq!(unit.app_status().0, "active");
+}
+
+#[test]
+fn status_get_formats() {
+    let unit = Unit::new();
+    assert_ok(&tool(&unit, "status-set", &["waiting", "for <snap> & co"]));
+    assert_eq!(tool(&unit, "status-get", &[]).stdout, "waiting\n");
+    let out = tool(
+        &unit,
+        "status-get",
+        &["--include-data", "--format=json", "--application=false"],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "{\"message\":\"for \\u003csnap\\u003e \\u0026 co\",\"status\":\"waiting\",\"status-data\":{}}\n"
+    );
+    assert_init_error(
+        &tool(&unit, "status-get", &["x"]),
+        "unrecognized args: [\"x\"]",
+    );
+    assert_init_error(
+        &tool(&unit, "status-get", &["--format", "xml"]),
+        "invalid value \"xml\" for option --format: unknown format \"xml\"",
+    );
+    assert_init_error(
+        &tool(&unit, "status-get", &["--format"]),
+        "option needs an argument: --format",
+    );
+}
+
+#[test]
+fn unknown_flags_exit_2_and_help_exits_0() {
+    let unit = Unit::new();
+    assert_init_error(
+        &tool(&unit, "is-leader", &["--foo"]),
+        "option provided but not defined: --foo",
+    );
+    assert_init_error(
+        &tool(&unit, "config-get", &["-x"]),
+        "option provided but not defined: -x",
+    );
+    assert_init_error(
+        &tool(&unit, "juju-log", &["--=x", "m"]),
+        "empty option in argument \"--=x\"",
+    );
+    let help = tool(&unit, "status-set", &["--help"]);
+    assert_ok(&help);
+    assert!(help.stdout.contains("status-set"), "{help:?}");
+    assert_eq!(help.stderr, "");
+}
+
+#[test]
+fn tools_require_the_hook_environment() {
+    let unit = Unit::new();
+    let out = Tool::new(&unit, "status-set", &["active"])
+        .unset("JUJU_CONTEXT_ID")
+        .run();
+    assert_run_error(&out, "JUJU_CONTEXT_ID not set");
+    let out = Tool::new(&unit, "config-get", &[])
+        .unset("JUJU_AGENT_SOCKET_ADDRESS")
+        .run();
+    assert_run_error(&out, "JUJU_AGENT_SOCKET_ADDRESS not set");
+    assert_eq!(unit.status().0, "unknown");
+}
+
+#[test]
+fn config_get_outputs() {
+    let unit = Unit::new();
+    // Defaults come from charmcraft.yaml.
+    let defaults = unit.juju_state().config;
+    assert_eq!(defaults.get("channel"), Some(&json!("edge")));
+    assert_eq!(defaults.get("port"), Some(&json!(8080)));
+    unit.set_config("channel", json!("beta"));
+    unit.set_config("unset-option", Value::Null);
+    let out = tool(&unit, "config-get", &["--format=json"]);
+    assert_ok(&out);
+    assert_eq!(out.stdout, "{\"channel\":\"beta\",\"port\":8080}\n");
+    assert_eq!(
+        tool(&unit, "config-get", &["--format", "json", "--all"]).stdout,
+        "{\"channel\":\"beta\",\"port\":8080,\"unset-option\":null}\n"
+    );
+    assert_eq!(tool(&unit, "config-get", &["channel"]).stdout, "beta\n");
+    assert_eq!(tool(&unit, "config-get", &["port"]).stdout, "8080\n");
+    assert_eq!(
+        tool(&unit, "config-get", &["channel", "--format=json"]).stdout,
+        "\"beta\"\n"
+    );
+    let missing = tool(&unit, "config-get", &["nope"]);
+    assert_ok(&missing);
+    assert_eq!(missing.stdout, "");
+    assert_eq!(
+        tool(&unit, "config-get", &["nope", "--format=json"]).stdout,
+        "null\n"
+    );
+    assert_eq!(
+        tool(&unit, "config-get", &[]).stdout,
+        "channel: beta\nport: 8080\n"
+    );
+    assert_init_error(
+        &tool(&unit, "config-get", &["-a", "channel"]),
+        "cannot use argument --all together with key \"channel\"",
+    );
+    assert_init_error(
+        &tool(&unit, "config-get", &["a", "b"]),
+        "unrecognized args: [\"b\"]",
+    );
+}
+
+#[test]
+fn juju_log_levels_and_errors() {
+    let unit = Unit::new();
+    assert_ok(&tool(
+        &unit,
+        "juju-log",
+        &["--log-level", "WARNING", "--", "x"],
+    ));
+    assert_ok(&tool(&unit, "juju-log", &["-l", "debug", "two", "words"]));
+    assert_ok(&tool(&unit, "juju-log", &["--debug", "dbg"]));
+    let bogus = tool(&unit, "juju-log", &["-l", "bogus", "hi"]);
+    assert_ok(&bogus);
+    assert_eq!(bogus.stdout, "");
+    assert_init_error(&tool(&unit, "juju-log", &[]), "no message specified");
+    assert_init_error(&tool(&unit, "juju-log", &["--"]), "no message specified");
+    assert_ok(&tool(&unit, "juju-log", &[""]));
+    let deprecated = tool(&unit, "juju-log", &["--format", "json", "m"]);
+    assert_ok(&deprecated);
+    assert_eq!(
+        deprecated.stderr,
+        "--format flag deprecated for command \"juju-log\""
+    );
+    let logs: Vec<(String, String)> = unit
+        .logs()
+        .into_iter()
+        .map(|l| (l.level, l.message))
+        .collect();
+    let expect = |l: &str, m: &str| (l.to_string(), m.to_string());
+    assert_eq!(
+        logs,
+        vec![
+            expect("WARNING", "x"),
+            expect("DEBUG", "two words"),
+            expect("DEBUG", "dbg"),
+            expect("WARNING", "Specified log level of \"bogus\" is not valid"),
+            expect("INFO", "hi"),
+            expect("INFO", ""),
+            expect("INFO", "m"),
+        ]
+    );
+}
+
+#[test]
+fn is_leader_and_version() {
+    let unit = Unit::new();
+    assert_eq!(tool(&unit, "is-leader", &[]).stdout, "True\n");
+    assert_eq!(
+        tool(&unit, "is-leader", &["--format=json"]).stdout,
+        "true\n"
+    );
+    unit.set_leader(false);
+    assert_eq!(tool(&unit, "is-leader", &[]).stdout, "False\n");
+    assert_init_error(
+        &tool(&unit, "is-leader", &["x"]),
+        "unrecognized args: [\"x\"]",
+    );
+    assert_ok(&tool(&unit, "application-version-set", &["--", "-1.0"]));
+    assert_eq!(unit.workload_version().as_deref(), Some("-1.0"));
+    assert_init_error(
+        &tool(&unit, "application-version-set", &[]),
+        "no version specified",
+    );
+    assert_init_error(
+        &tool(&unit, "application-version-set", &["a", "b"]),
+        "unrecognized args: [\"b\"]",
+    );
+}
+
+#[test]
+fn ports_are_validated_pending_and_committed_like_the_agent() {
+    let unit = Unit::new();
+    assert_ok(&tool(&unit, "open-port", &["8080/TCP"]));
+    assert_ok(&tool(&unit, "open-port", &["8000-8010/udp"]));
+    assert_ok(&tool(&unit, "open-port", &["icmp"]));
+    assert_ok(&tool(&unit, "close-port", &["icmp"]));
+    // opened-ports merges pending changes, sorted by protocol then port.
+    assert_eq!(
+        tool(&unit, "opened-ports", &["--format=json"]).stdout,
+        "[\"8080/tcp\",\"8000-8010/udp\"]\n"
+    );
+    assert_eq!(
+        tool(&unit, "opened-ports", &["--endpoints"]).stdout,
+        "8080/tcp (*)\n8000-8010/udp (*)\n"
+    );
+    assert!(unit.opened_ports().is_empty(), "nothing committed yet");
+    juju_state::commit_hook_changes(&unit.state_dir, false).unwrap();
+    assert!(unit.opened_ports().is_empty(), "failed hook discards");
+    assert_eq!(
+        tool(&unit, "opened-ports", &["--format=json"]).stdout,
+        "[]\n"
+    );
+    assert_eq!(tool(&unit, "opened-ports", &[]).stdout, "");
+
+    assert_ok(&tool(&unit, "open-port", &["8080"]));
+    juju_state::commit_hook_changes(&unit.state_dir, true).unwrap();
+    assert_eq!(unit.opened_ports(), vec!["8080/tcp".to_string()]);
+    assert_eq!(tool(&unit, "opened-ports", &[]).stdout, "8080/tcp\n");
+
+    for (spec, msg) in [
+        (
+            "80/sctp",
+            "invalid protocol \"sctp\", expected \"tcp\", \"udp\", or \"icmp\"",
+        ),
+        (
+            "x",
+            "invalid port \"x\": strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        ("1-2-3", "invalid port range \"1-2-3\""),
+        ("90-80", "invalid port range 90-80/tcp"),
+        (
+            "70000",
+            "port range bounds must be between 0 and 65535, got 70000-70000",
+        ),
+        (
+            "80/icmp",
+            "protocol \"icmp\" doesn't support any ports; got \"80\"",
+        ),
+    ] {
+        assert_init_error(&tool(&unit, "open-port", &[spec]), msg);
+    }
+    assert_init_error(
+        &tool(&unit, "close-port", &[]),
+        "no port or range specified",
+    );
+    assert_init_error(
+        &tool(&unit, "open-port", &["80", "81"]),
+        "unrecognized args: [\"81\"]",
+    );
+}
+
+#[test]
+fn action_tools_need_an_action_context() {
+    let unit = Unit::new();
+    for (name, args) in [
+        ("action-get", vec![]),
+        ("action-set", vec!["a=b"]),
+        ("action-fail", vec!["x"]),
+        ("action-log", vec!["x"]),
+    ] {
+        assert_run_error(&tool(&unit, name, &args), "not running an action");
+    }
+    // Init errors come before the context check.
+    assert_init_error(
+        &tool(&unit, "action-set", &["Foo=1"]),
+        "key \"Foo\" must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods",
+    );
+}
+
+#[test]
+fn action_tools_in_an_action() {
+    let unit = Unit::new();
+    unit.update_juju_state(|s| {
+        s.action = Some(juju_state::ActionState {
+            name: "refresh-snap".into(),
+            params: json!({"channel": "beta", "opts": {"force": true}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..Default::default()
+        })
+    });
+    assert_eq!(
+        in_action(&unit, "action-get", &["--format=json"])
+            .run()
+            .stdout,
+        "{\"channel\":\"beta\",\"opts\":{\"force\":true}}\n"
+    );
+    assert_eq!(
+        in_action(&unit, "action-get", &["channel"]).run().stdout,
+        "beta\n"
+    );
+    assert_eq!(
+        in_action(&unit, "action-get", &["opts.force"]).run().stdout,
+        "True\n"
+    );
+    assert_eq!(
+        in_action(&unit, "action-get", &["missing", "--format=json"])
+            .run()
+            .stdout,
+        "null\n"
+    );
+    assert_ok(&in_action(&unit, "action-set", &["result.version=1.2", "ok=yes"]).run());
+    assert_ok(&in_action(&unit, "action-log", &["working", "hard"]).run());
+    assert_ok(&in_action(&unit, "action-fail", &[]).run());
+    for (arg, msg) in [
+        ("novalue", "argument \"novalue\" must be of the form key...=value"),
+        ("a-=1", "key \"a-\" must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"),
+        ("stdout=1", "cannot set reserved action key \"stdout\""),
+    ] {
+        assert_init_error(&in_action(&unit, "action-set", &[arg]).run(), msg);
+    }
+    assert_init_error(
+        &in_action(&unit, "action-fail", &["a", "b"]).run(),
+        "unrecognized args: [\"b\"]",
+    );
+    assert_init_error(
+        &in_action(&unit, "action-log", &[]).run(),
+        "no message specified",
+    );
+    let action = unit.juju_state().action.unwrap();
+    assert_eq!(
+        Value::Object(action.results),
+        json!({"result": {"version": "1.2"}, "ok": "yes"})
+    );
+    assert!(action.failed);
+    assert_eq!(
+        action.message,
+        "action failed without reason given, check action for errors"
+    );
+    assert_eq!(action.logs, vec!["working hard".to_string()]);
+}
+
+#[test]
+fn relation_tools() {
+    let unit = Unit::new();
+    unit.add_relation("cos-agent", 3, "grafana-agent", &["grafana-agent/0"]);
+    assert_eq!(
+        tool(&unit, "relation-ids", &["cos-agent", "--format=json"]).stdout,
+        "[\"cos-agent:3\"]\n"
+    );
+    assert_eq!(
+        tool(&unit, "relation-ids", &["other", "--format=json"]).stdout,
+        "[]\n"
+    );
+    assert_init_error(
+        &tool(&unit, "relation-ids", &[]),
+        "no endpoint name specified",
+    );
+    assert_eq!(
+        tool(
+            &unit,
+            "relation-list",
+            &["-r", "cos-agent:3", "--format=json"]
+        )
+        .stdout,
+        "[\"grafana-agent/0\"]\n"
+    );
+    let set = Tool::new(
+        &unit,
+        "relation-set",
+        &["-r", "cos-agent:3", "--file", "-", "b=2"],
+    )
+    .stdin("{\"config\": \"{\\\"a\\\": 1}\", \"b\": \"1\"}")
+    .run();
+    assert_ok(&set);
+    assert_ok(&tool(&unit, "relation-set", &["--relation=3", "c=3"]));
+    assert_eq!(
+        tool(
+            &unit,
+            "relation-get",
+            &["-r", "3", "--format=json", "-", "microsample/0"]
+        )
+        .stdout,
+        "{\"b\":\"2\",\"c\":\"3\",\"config\":\"{\\\"a\\\": 1}\"}\n"
+    );
+    // Relation settings are transactional, like ports.
+    assert!(unit.juju_state().relations["cos-agent"][0]
+        .unit_data
+        .is_empty());
+    juju_state::commit_hook_changes(&unit.state_dir, true).unwrap();
+    assert_eq!(
+        unit.juju_state().relations["cos-agent"][0].unit_data["b"],
+        "2"
+    );
+    assert_init_error(
+        &tool(&unit, "relation-set", &["-r", "x", "a=b"]),
+        "invalid value \"x\" for option -r: invalid relation id",
+    );
+    assert_init_error(
+        &tool(&unit, "relation-set", &["-r", "cos-agent:9", "a=b"]),
+        "invalid value \"cos-agent:9\" for option -r: relation not found",
+    );
+    assert_init_error(
+        &tool(&unit, "relation-set", &["a=b"]),
+        "no relation id specified",
+    );
+    assert_init_error(
+        &tool(&unit, "relation-set", &["-r", "3", "a"]),
+        "expected \"key=value\", got \"a\"",
+    );
+    unit.set_leader(false);
+    assert_run_error(
+        &tool(&unit, "relation-set", &["-r", "3", "--app", "a=b"]),
+        "cannot write relation settings",
+    );
+    // The stdin that was read is recorded.
+    let calls = unit.all_calls();
+    let with_stdin: Vec<_> = calls.iter().filter(|c| c.stdin.is_some()).collect();
+    assert_eq!(with_stdin.len(), 1);
+    assert_eq!(with_stdin[0].tool, "relation-set");
+}
+
+#[test]
+fn every_invocation_is_recorded() {
+    let unit = Unit::new();
+    tool(&unit, "status-set", &["active", "x"]);
+    tool(&unit, "status-set", &["bogus"]);
+    let calls = unit.all_calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].tool, "status-set");
+    assert_eq!(calls[0].args, vec!["active".to_string(), "x".to_string()]);
+    assert_eq!(calls[0].exit, Some(0));
+    assert_eq!(calls[1].exit, Some(2));
+    assert_eq!(calls[1].stdin, None);
+}
+
+#[test]
+fn injected_tool_faults() {
+    let unit = Unit::new();
+    unit.fail_tool("status-set", 1, "ERROR connection is shut down\n");
+    let out = tool(&unit, "status-set", &["active"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, "ERROR connection is shut down\n");
+    assert_eq!(unit.status().0, "unknown");
+}
+
+// =======================================================================================
+// snap CLI against the fake snapd (snapd.md §4.4)
+
+fn snap(unit: &Unit, args: &[&str]) -> Out {
+    tool(unit, "snap", args)
+}
+
+fn snap_field(unit: &Unit, field: &str) -> Value {
+    unit.snapd_state()["snap"][field].clone()
+}
+
+/// Collapses the line wrapping of the snap CLI's `fill`.
+fn unwrap_lines(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn snap_install_fresh_then_again() {
+    let unit = Unit::new();
+    let out = snap(&unit, &["install", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (edge) 0+git.57e56f2 from Erik Lonroth (erik78se) installed\n"
+    );
+    // /snap/bin is not on the hook PATH, so the real CLI warns.
+    assert!(
+        out.stderr
+            .starts_with("Warning: /snap/bin was not found in your $PATH."),
+        "{out:?}"
+    );
+    let post = unit
+        .snapd_requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.path, "/v2/snaps/microsample");
+    assert_eq!(
+        post.body,
+        "{\"action\":\"install\",\"channel\":\"edge\",\"transaction\":\"per-snap\"}"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+
+    // Installing again does not switch channel and exits 0.
+    let again = snap(&unit, &["install", "--beta", "microsample"]);
+    assert_ok(&again);
+    assert_eq!(again.stdout, "");
+    assert_eq!(
+        again.stderr,
+        "snap \"microsample\" is already installed, see 'snap help refresh'\n"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+}
+
+#[test]
+fn snap_refresh_paths() {
+    let unit = Unit::new();
+    let not_installed = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
+    assert_eq!(not_installed.code, 1);
+    assert_eq!(
+        not_installed.stderr,
+        "error: cannot refresh \"microsample\": snap \"microsample\" is not installed\n"
+    );
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    let same = snap(
+        &unit,
+        &["refresh", "microsample", "--channel", "latest/edge"],
+    );
+    assert_ok(&same);
+    assert_eq!(
+        same.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    let beta = snap(&unit, &["refresh", "microsample", "--channel=beta"]);
+    assert_ok(&beta);
+    assert_eq!(
+        beta.stdout,
+        "microsample (beta) 0+git.49ff7aa from Erik Lonroth (erik78se) refreshed\n"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
+    assert_eq!(snap_field(&unit, "revision"), json!("33"));
+    // Same revision on another channel: a switch, not "no updates".
+    unit.set_store(json!({
+        "latest/edge": {"revision": 33, "version": "0+git.49ff7aa"},
+        "latest/beta": {"revision": 33, "version": "0+git.49ff7aa"},
+    }));
+    let switch = snap(&unit, &["refresh", "--edge", "microsample"]);
+    assert_ok(&switch);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+}
+
+#[test]
+fn snap_channel_not_available() {
+    let unit = Unit::new();
+    let out = snap(&unit, &["install", "microsample", "--stable"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on stable but is available to\n       \
+         install on the following channels:\n\n       \
+         beta       snap install --beta microsample\n       \
+         edge       snap install --edge microsample\n\n       \
+         Please be mindful pre-release channels may include features not\n       \
+         completely tested or implemented. Get more information with 'snap info\n       \
+         microsample'.\n"
+    );
+    let candidate = snap(&unit, &["install", "microsample", "--channel=candidate"]);
+    assert_eq!(candidate.code, 1);
+    assert!(unwrap_lines(&candidate.stderr).starts_with(
+        "error: snap \"microsample\" is not available on candidate but is available to install"
+    ));
+    assert!(unit.snapd_state()["snap"].is_null());
+    // An empty channel follows the next more stable risk, like the store.
+    unit.set_store(json!({"latest/stable": {"revision": 7, "version": "1.0"}}));
+    let follow = snap(&unit, &["install", "microsample", "--edge"]);
+    assert_ok(&follow);
+    assert_eq!(
+        follow.stdout,
+        "microsample 1.0 from Erik Lonroth (erik78se) installed\n\
+         Channel latest/edge for microsample is closed; temporarily forwarding to latest/stable.\n"
+    );
+}
+
+#[test]
+fn snap_store_down_conflicts_and_usage_errors() {
+    let unit = Unit::new();
+    unit.set_store_down(true);
+    let down = snap(&unit, &["install", "microsample"]);
+    assert_eq!(down.code, 1);
+    assert_eq!(
+        unwrap_lines(&down.stderr),
+        "error: cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host"
+    );
+    unit.set_store_down(false);
+
+    unit.set_seeding(true);
+    let seeding = snap(&unit, &["install", "microsample", "--edge"]);
+    assert_eq!(seeding.code, 10);
+    assert_eq!(
+        seeding.stderr,
+        "error: too early for operation, device not yet seeded or device model not acknowledged\n"
+    );
+    unit.set_seeding(false);
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    unit.set_conflict(Some("auto-refresh"));
+    let conflict = snap(&unit, &["refresh", "microsample", "--beta"]);
+    assert_eq!(conflict.code, 10);
+    assert_eq!(
+        conflict.stderr,
+        "error: snap \"microsample\" has \"auto-refresh\" change in progress\n"
+    );
+    unit.set_conflict(None);
+
+    let flag = snap(&unit, &["install", "microsample", "--latest/edge"]);
+    assert_eq!(flag.code, 64);
+    assert_eq!(flag.stderr, "error: unknown flag `latest/edge'\n");
+    let two = snap(&unit, &["refresh", "microsample", "--edge", "--beta"]);
+    assert_eq!(two.code, 1);
+    assert_eq!(two.stderr, "error: please specify a single channel\n");
+    let bad = snap(&unit, &["refresh", "microsample", "--channel=1.0/cand"]);
+    assert_eq!(bad.code, 1);
+    assert_eq!(
+        bad.stderr,
+        "error: cannot parse channel: invalid risk in channel name: 1.0/cand\n"
+    );
+    let too_many = snap(
+        &unit,
+        &["install", "--channel", "foo/bar/baz/qux", "microsample"],
+    );
+    assert_eq!(
+        too_many.stderr,
+        "error: cannot parse channel: channel name has too many components: foo/bar/baz/qux\n"
+    );
+    let cmd = snap(&unit, &["frobnicate"]);
+    assert_eq!(cmd.code, 64);
+}
+
+#[test]
+fn snap_socket_missing() {
+    let unit = Unit::new();
+    let out = Tool::new(&unit, "snap", &["install", "microsample", "--channel=edge"])
+        .env("SNAPD_SOCKET", "/nonexistent/snapd.socket")
+        .run();
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: cannot communicate with server: Post \"http://localhost/v2/snaps/microsample\": dial unix /nonexistent/snapd.socket: connect: no such file or directory\n"
+    );
+}
+
+#[test]
+fn snap_remove_and_change_failures() {
+    let unit = Unit::new();
+    let missing = snap(&unit, &["remove", "microsample"]);
+    assert_ok(&missing);
+    assert_eq!(missing.stderr, "snap \"microsample\" is not installed\n");
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    unit.set_change_fails(Some("unexpected EOF"));
+    let failed = snap(&unit, &["refresh", "microsample", "--beta"]);
+    assert_eq!(failed.code, 1);
+    assert_eq!(
+        failed.stderr,
+        "error: cannot perform the following tasks:\n- Download snap \"microsample\" (33) from channel \"latest/beta\" (unexpected EOF)\n"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+    unit.set_change_fails(None);
+    let removed = snap(&unit, &["remove", "microsample"]);
+    assert_ok(&removed);
+    assert_eq!(removed.stdout, "microsample removed\n");
+    assert!(unit.snapd_state()["snap"].is_null());
+}
+
+#[test]
+fn snap_config_and_services() {
+    let unit = Unit::new();
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    let install_port = unit.snapd_state()["install_port"].as_u64().unwrap();
+    assert_eq!(
+        snap(&unit, &["get", "microsample", "port"]).stdout,
+        format!("{install_port}\n")
+    );
+    let bad = snap(&unit, &["set", "microsample", "port=abc"]);
+    assert_eq!(bad.code, 1);
+    assert_eq!(
+        bad.stderr,
+        "error: cannot perform the following tasks:\n- Run configure hook of \"microsample\" snap (run hook \"configure\": \"abc\" is not a valid port)\n"
+    );
+    assert_eq!(snap_field(&unit, "config")["port"], json!(install_port));
+    let missing_key = snap(&unit, &["get", "microsample", "nope"]);
+    assert_eq!(missing_key.code, 1);
+    assert_eq!(
+        missing_key.stderr,
+        "error: snap \"microsample\" has no \"nope\" configuration option\n"
+    );
+    let stop = snap(&unit, &["stop", "--disable", "microsample"]);
+    assert_ok(&stop);
+    assert_eq!(stop.stdout, "Stopped.\n");
+    assert_eq!(snap_field(&unit, "enabled"), json!(false));
+    let start = snap(&unit, &["start", "--enable", "microsample.microsample"]);
+    assert_ok(&start);
+    assert_eq!(start.stdout, "Started.\n");
+    let post = unit
+        .snapd_requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/v2/apps")
+        .unwrap();
+    assert_eq!(
+        post.body,
+        "{\"action\":\"start\",\"enable\":true,\"names\":[\"microsample.microsample\"]}"
+    );
+    assert_eq!(
+        snap(&unit, &["restart", "microsample"]).stdout,
+        "Restarted.\n"
+    );
+    let list = snap(&unit, &["list", "microsample"]);
+    assert_ok(&list);
+    assert!(
+        list.stdout
+            .starts_with("Name         Version        Rev  Tracking     Publisher  Notes\n"),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn snap_hang_knob() {
+    let unit = Unit::new();
+    unit.set_snap_hang(true);
+    let mut child = Command::new(unit.tools_dir.join("snap"))
+        .args(["install", "microsample"])
+        .env_clear()
+        .env("FAKE_JUJU_DIR", &unit.state_dir)
+        .env("SNAPD_SOCKET", &unit.socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "snap should hang");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let calls = unit.all_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].tool, "snap");
+    assert_eq!(calls[0].exit, None);
+    assert!(unit.snapd_requests().is_empty());
+}
+
+// =======================================================================================
+// Raw HTTP against the fake snapd (snapd.md §1, §7)
+
+/// Sends raw bytes, returns everything read until EOF or `timeout`.
+fn raw(unit: &Unit, request: &str, timeout: Duration) -> Vec<u8> {
+    let mut s = UnixStream::connect(&unit.socket).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+fn split_response(bytes: &[u8]) -> (String, Vec<u8>) {
+    let pos = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header terminator");
+    (
+        String::from_utf8_lossy(&bytes[..pos]).into_owned(),
+        bytes[pos + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn http11_without_host_is_rejected_in_plain_text() {
+    let unit = Unit::new();
+    let out = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.1\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header"
+    );
+    // HTTP/1.0 needs no Host.
+    let ok = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&ok).starts_with("HTTP/1.0 404 Not Found\r\n"));
+}
+
+#[test]
+fn snap_not_found_envelope_is_byte_exact() {
+    let unit = Unit::new();
+    let out = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let (head, body) = split_response(&out);
+    let expected = "{\"type\":\"error\",\"status-code\":404,\"status\":\"Not Found\",\"result\":{\"message\":\"snap not installed\",\"kind\":\"snap-not-found\",\"value\":\"microsample\"}}";
+    assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: application/json\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}", expected.len())),
+        "{head}"
+    );
+    assert!(!head.contains("Transfer-Encoding"));
+    assert_eq!(String::from_utf8_lossy(&body), expected);
+
+    let (status, v) = unit.snapd_request("GET", "/v2/nope", None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        v,
+        json!({"type":"error","status-code":404,"status":"Not Found","result":{"message":"not found"}})
+    );
+    let out = raw(
+        &unit,
+        "PUT /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        Duration::from_secs(5),
+    );
+    let (head, body) = split_response(&out);
+    assert!(head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "{\"type\":\"error\",\"status-code\":405,\"status\":\"Method Not Allowed\",\"result\":{\"message\":\"method \\\"PUT\\\" not allowed\"}}"
+    );
+}
+
+#[test]
+fn large_bodies_are_chunked_and_http10_gets_close_delimited() {
+    let unit = Unit::new();
+    unit.preinstall_snap("latest/edge", free_port());
+    // A normal snap object fits in 2048 bytes: Content-Length.
+    let small = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let (head, body) = split_response(&small);
+    assert!(body.len() <= 2048);
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert!(String::from_utf8_lossy(&body).starts_with(
+        "{\"type\":\"sync\",\"status-code\":200,\"status\":\"OK\",\"result\":{\"id\":"
+    ));
+
+    unit.set_get_snap_fault(Some("huge_body"), None);
+    let big = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(30),
+    );
+    let (head, chunked) = split_response(&big);
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert!(!head.contains("Content-Length"));
+    let decoded = common::http::read_chunked(&mut &chunked[..], usize::MAX).unwrap();
+    assert!(decoded.len() > 50 * 1024 * 1024);
+    let v: Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(v["result"]["name"], "microsample");
+
+    let old = raw(
+        &unit,
+        "GET /v2/snaps/microsample HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    );
+    let (head, body) = split_response(&old);
+    assert!(head.starts_with("HTTP/1.0 200 OK"));
+    assert!(!head.contains("Content-Length") && !head.contains("Transfer-Encoding"));
+    assert_eq!(body.len(), decoded.len());
+}
+
+#[test]
+fn async_changes_are_polled_doing_then_done() {
+    let unit = Unit::new();
+    let body = json!({"action": "install", "channel": "beta"});
+    let (status, v) = unit.snapd_request("POST", "/v2/snaps/microsample", Some(&body));
+    assert_eq!(status, 202);
+    assert_eq!(
+        common::http::unix_request(&unit.socket, "GET", "/v2/changes/999", None, None)
+            .unwrap()
+            .status,
+        404
+    );
+    let id = v["change"].as_str().unwrap().to_string();
+    assert_eq!(
+        v,
+        json!({"type":"async","status-code":202,"status":"Accepted","result":null,"change": id})
+    );
+    let (_, first) = unit.snapd_request("GET", &format!("/v2/changes/{id}"), None);
+    assert_eq!(first["result"]["status"], "Doing");
+    assert_eq!(first["result"]["ready"], false);
+    let (_, second) = unit.snapd_request("GET", &format!("/v2/changes/{id}"), None);
+    assert_eq!(second["result"]["status"], "Done");
+    assert_eq!(second["result"]["ready"], true);
+    assert_eq!(
+        second["result"]["data"],
+        json!({"snap-names": ["microsample"]})
+    );
+    assert_eq!(second["result"]["kind"], "install-snap");
+    assert_eq!(
+        second["result"]["summary"],
+        "Install \"microsample\" snap from \"beta\" channel"
+    );
+
+    let (_, snap) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    let r = &snap["result"];
+    assert_eq!(r["tracking-channel"], "latest/beta");
+    assert_eq!(r["channel"], "latest/beta");
+    assert_eq!(r["revision"], "33");
+    assert_eq!(r["version"], "0+git.49ff7aa");
+    assert_eq!(r["apps"][0]["active"], true);
+    assert_eq!(r["apps"][0]["enabled"], true);
+
+    // Error responses of POST.
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "install"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["result"],
+        json!({"message": "snap \"microsample\" is already installed", "kind": "snap-already-installed", "value": {"snaps": ["microsample"]}})
+    );
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "refresh"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["result"],
+        json!({"message": "snap has no updates available", "kind": "snap-no-update-available", "value": ""})
+    );
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "refresh", "channel": "candidate"})),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(v["result"]["kind"], "snap-channel-not-available");
+    assert_eq!(
+        v["result"]["value"]["releases"],
+        json!([{"architecture":"amd64","channel":"beta"},{"architecture":"amd64","channel":"edge"}])
+    );
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "refresh", "channel": "1.0/cand"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["result"],
+        json!({"message": "invalid risk in channel name: 1.0/cand"})
+    );
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "frob"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(v["result"], json!({"message": "unknown action frob"}));
+}
+
+#[test]
+fn get_snap_faults() {
+    let unit = Unit::new();
+    unit.preinstall_snap("latest/edge", free_port());
+    let get = |timeout: Duration| {
+        raw(
+            &unit,
+            "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            timeout,
+        )
+    };
+    unit.set_get_snap_fault(Some("http500"), Some(1));
+    assert!(String::from_utf8_lossy(&get(Duration::from_secs(5)))
+        .starts_with("HTTP/1.1 500 Internal Server Error"));
+    assert!(
+        String::from_utf8_lossy(&get(Duration::from_secs(5))).starts_with("HTTP/1.1 200 OK"),
+        "count exhausted"
+    );
+
+    unit.set_get_snap_fault(Some("close"), None);
+    assert!(get(Duration::from_secs(5)).is_empty());
+
+    unit.set_get_snap_fault(Some("truncated_body"), None);
+    let (head, body) = split_response(&get(Duration::from_secs(5)));
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(body.len() < declared);
+
+    unit.set_get_snap_fault(Some("invalid_json"), None);
+    let (_, body) = split_response(&get(Duration::from_secs(5)));
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+    unit.set_get_snap_fault(Some("hang"), None);
+    let start = Instant::now();
+    assert!(get(Duration::from_millis(500)).is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(450));
+    unit.set_get_snap_fault(None, None);
+
+    let (status, _) = unit.snapd_request(
+        "PUT",
+        "/fake/state",
+        Some(&json!({"get_snap_fault": "nope"})),
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn request_counter_excludes_control_api() {
+    let unit = Unit::new();
+    unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    unit.snapd_request("GET", "/v2/snaps/microsample/conf", None);
+    unit.snapd_state();
+    let reqs = unit.snapd_requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].method, "GET");
+    assert_eq!(reqs[0].path, "/v2/snaps/microsample");
+    unit.clear_snapd_requests();
+    assert!(unit.snapd_requests().is_empty());
+}
+
+// =======================================================================================
+// Workload
+
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn workload_serves_on_the_configured_port_and_moves() {
+    let unit = Unit::new();
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    let port = unit.snapd_state()["install_port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        wait_for(|| unit.workload_get(port, "/")),
+        Some((200, "Online".to_string()))
+    );
+    let metrics = unit.workload_get(port, "/metrics").unwrap();
+    assert_eq!(metrics.0, 200);
+    assert!(
+        metrics.1.contains("microsample_calls_total 1.0"),
+        "{}",
+        metrics.1
+    );
+
+    let new_port = free_port();
+    assert_ok(&snap(
+        &unit,
+        &["set", "microsample", &format!("port={new_port}")],
+    ));
+    // The configure hook does not restart the service.
+    assert!(unit.workload_get(port, "/").is_some());
+    assert!(unit.workload_get(new_port, "/").is_none());
+    assert_ok(&snap(&unit, &["restart", "microsample"]));
+    assert_eq!(
+        wait_for(|| unit.workload_get(new_port, "/")),
+        Some((200, "Online".to_string()))
+    );
+    assert!(unit.workload_get(port, "/").is_none());
+
+    assert_ok(&snap(&unit, &["stop", "microsample"]));
+    assert!(unit.workload_get(new_port, "/").is_none());
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert!(v["result"]["apps"][0].get("active").is_none());
+    assert_eq!(v["result"]["apps"][0]["enabled"], true);
+}
+
+#[test]
+fn workload_fails_when_its_port_is_taken() {
+    let unit = Unit::new();
+    let taken = free_port();
+    let blocker = TcpListener::bind(("0.0.0.0", taken)).unwrap();
+    unit.preinstall_snap("latest/edge", taken);
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert!(v["result"]["apps"][0].get("active").is_none(), "{v}");
+    assert!(unit.snapd_state()["workload"]["error"].is_string());
+    drop(blocker);
+    assert_ok(&snap(&unit, &["restart", "microsample"]));
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(v["result"]["apps"][0]["active"], true);
+}
+
+#[test]
+fn workload_faults() {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.preinstall_snap("latest/edge", port);
+    assert_eq!(
+        wait_for(|| unit.workload_get(port, "/")).map(|r| r.0),
+        Some(200)
+    );
+    unit.set_workload_fault(Some("http500"));
+    assert_eq!(unit.workload_get(port, "/").map(|r| r.0), Some(500));
+    unit.set_workload_fault(Some("dead"));
+    assert!(unit.workload_get(port, "/").is_none());
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert!(v["result"]["apps"][0].get("active").is_none());
+    unit.set_workload_fault(None);
+    assert_eq!(
+        wait_for(|| unit.workload_get(port, "/")).map(|r| r.0),
+        Some(200)
+    );
+}
+
+// =======================================================================================
+// Harness smoke test
+
+#[test]
+fn dispatch_runs_through_the_harness() {
+    let unit = Unit::new();
+    unit.set_config("port", json!(free_port()));
+    let run = unit.run_hook("leader-elected");
+    assert!(run.exit.is_some() || run.signal.is_some(), "{run:?}");
+    assert!(unit.charm_dir.join("metadata.yaml").exists());
+}
