@@ -1,0 +1,463 @@
+//! End-to-end: the built `dispatch` run the way the Juju agent runs it, against the strict
+//! fake hook tools and the fake snapd + `snap` CLI + microsample (tests/fakes).
+
+mod common;
+
+use common::{free_port, HookRun, Unit};
+use serde_json::{json, Value};
+
+fn ok(run: &HookRun) {
+    assert_eq!(
+        run.exit,
+        Some(0),
+        "hook failed\nstderr: {}\ncalls: {:#?}",
+        run.stderr,
+        run.calls
+    );
+}
+
+/// The tool invocations of a run as `tool arg arg ...` lines, without `juju-log`.
+fn calls(run: &HookRun) -> Vec<String> {
+    run.calls
+        .iter()
+        .filter(|c| c.tool != "juju-log")
+        .map(|c| {
+            std::iter::once(c.tool.as_str())
+                .chain(c.args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The `snap` commands of a run.
+fn snap_calls(run: &HookRun) -> Vec<String> {
+    calls(run)
+        .into_iter()
+        .filter(|c| c.starts_with("snap "))
+        .collect()
+}
+
+fn snap_field(unit: &Unit, field: &str) -> Value {
+    unit.snapd_state()["snap"][field].clone()
+}
+
+/// A unit with `port` configured, taken through Juju's deploy sequence.
+fn deployed() -> (Unit, u16) {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.set_config("port", json!(port));
+    for hook in ["install", "leader-elected", "config-changed", "start"] {
+        ok(&unit.run_hook(hook));
+    }
+    (unit, port)
+}
+
+#[test]
+fn deploy_installs_from_edge_and_goes_active() {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.set_config("port", json!(port));
+
+    let install = unit.run_hook("install");
+    ok(&install);
+    let install_calls = calls(&install);
+    assert_eq!(install_calls[0], "config-get --format=json");
+    assert_eq!(
+        install_calls[1],
+        "status-set maintenance -- Installing microsample snap"
+    );
+    assert_eq!(install_calls[2], "snap install microsample --channel=edge");
+    assert!(
+        install_calls.contains(&format!("open-port {port}/tcp")),
+        "{install_calls:#?}"
+    );
+    assert_eq!(
+        install_calls.last().unwrap(),
+        "status-set active -- Ready at 'edge'"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), "latest/edge");
+    assert_eq!(
+        unit.workload_version().as_deref(),
+        Some("0+git.57e56f2"),
+        "version shown right after install"
+    );
+
+    let leader = unit.run_hook("leader-elected");
+    ok(&leader);
+    assert!(
+        calls(&leader).is_empty(),
+        "leader-elected does nothing: {:?}",
+        calls(&leader)
+    );
+
+    for hook in ["config-changed", "start"] {
+        let run = unit.run_hook(hook);
+        ok(&run);
+        assert!(
+            run.calls_to("snap").is_empty(),
+            "{hook} re-ran snap: {:?}",
+            calls(&run)
+        );
+    }
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+    assert_eq!(unit.opened_ports(), [format!("{port}/tcp")]);
+    assert_eq!(
+        unit.workload_get(port, "/")
+            .map(|(code, body)| (code, body.trim().to_string())),
+        Some((200, "Online".into()))
+    );
+}
+
+#[test]
+fn config_channel_beta_refreshes_and_reports_the_new_version() {
+    let (unit, _) = deployed();
+    unit.set_config("channel", json!("beta"));
+    let run = unit.run_hook("config-changed");
+    ok(&run);
+    let snaps = snap_calls(&run);
+    assert_eq!(
+        snaps,
+        ["snap refresh microsample --channel=beta"],
+        "refresh, never reinstall"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), "latest/beta");
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'beta'".into()));
+    assert_eq!(unit.workload_version().as_deref(), Some("0+git.49ff7aa"));
+    let history: Vec<_> = unit
+        .status_history()
+        .into_iter()
+        .filter(|s| s.context == "hooks/config-changed" && s.source == "charm")
+        .map(|s| (s.status, s.message))
+        .collect();
+    assert!(
+        history.contains(&(
+            "maintenance".into(),
+            "Refreshing microsample to 'beta'".into()
+        )),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn equivalent_spellings_of_the_tracked_channel_do_not_refresh() {
+    let (unit, _) = deployed();
+    unit.set_config("channel", json!("latest/edge"));
+    let run = unit.run_hook("config-changed");
+    ok(&run);
+    assert!(run.calls_to("snap").is_empty());
+    assert_eq!(
+        unit.status(),
+        ("active".into(), "Ready at 'latest/edge'".into())
+    );
+}
+
+#[test]
+fn invalid_channels_block_and_run_no_snap_command() {
+    let (unit, _) = deployed();
+    for (channel, shown) in [
+        (json!("edge/x/y"), "edge/x/y".to_string()),
+        (json!(""), String::new()),
+        (json!(" edge"), "edge".to_string()),
+        (
+            json!("edge; snap remove microsample"),
+            "edge; snap remove microsample".to_string(),
+        ),
+        (
+            json!("$(touch /tmp/pwned)"),
+            "$(touch /tmp/pwned)".to_string(),
+        ),
+        (json!("a/b/c/d"), "a/b/c/d".to_string()),
+        (json!(7), "7".to_string()),
+    ] {
+        unit.set_config("channel", channel.clone());
+        let run = unit.run_hook("config-changed");
+        ok(&run);
+        assert!(
+            run.calls_to("snap").is_empty(),
+            "{channel}: {:?}",
+            calls(&run)
+        );
+        assert!(run.snapd_requests.is_empty(), "{channel}: asked snapd");
+        assert_eq!(
+            unit.status(),
+            (
+                "blocked".into(),
+                format!("Invalid channel configured: '{shown}'")
+            ),
+            "{channel}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    let warned = unit
+        .logs()
+        .iter()
+        .any(|l| l.level == "WARNING" && l.message.starts_with("Invalid channel configured"));
+    assert!(warned, "the cause is logged: {:?}", unit.logs());
+    // Fixing it recovers, still on the same snap.
+    unit.set_config("channel", json!("edge"));
+    ok(&unit.run_hook("config-changed"));
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+}
+
+#[test]
+fn a_channel_the_store_lacks_blocks_naming_it() {
+    let (unit, _) = deployed();
+    unit.set_config("channel", json!("candidate"));
+    let run = unit.run_hook("config-changed");
+    ok(&run);
+    assert_eq!(
+        unit.status(),
+        (
+            "blocked".into(),
+            "channel 'candidate' not available for microsample".into()
+        )
+    );
+    assert_eq!(
+        snap_field(&unit, "tracking_channel"),
+        "latest/edge",
+        "still on the old channel"
+    );
+    assert_eq!(unit.workload_version().as_deref(), Some("0+git.57e56f2"));
+    let logged = unit
+        .logs()
+        .into_iter()
+        .any(|l| l.message.contains("is not available on candidate"));
+    assert!(logged, "snap's own error is logged");
+}
+
+#[test]
+fn a_fresh_install_from_an_unavailable_channel_blocks() {
+    let unit = Unit::new();
+    unit.set_config("port", json!(free_port()));
+    unit.set_config("channel", json!("stable"));
+    let run = unit.run_hook("install");
+    ok(&run);
+    assert_eq!(
+        unit.status(),
+        (
+            "blocked".into(),
+            "channel 'stable' not available for microsample".into()
+        )
+    );
+    assert!(unit.snapd_state()["snap"].is_null());
+    assert_eq!(unit.workload_version(), None);
+}
+
+#[test]
+fn store_down_fails_the_hook_then_the_retry_recovers() {
+    let unit = Unit::new();
+    unit.set_config("port", json!(free_port()));
+    unit.set_store_down(true);
+    let run = unit.run_hook("install");
+    assert_eq!(
+        run.exit,
+        Some(1),
+        "a transient fault fails the hook so Juju retries"
+    );
+    let (status, message) = unit.status();
+    assert_eq!(status, "waiting");
+    assert!(
+        message.starts_with(
+            "snap install microsample failed, will retry: cannot install \"microsample\""
+        ),
+        "{message}"
+    );
+    assert!(message.contains("no such host"), "{message}");
+    assert_eq!(
+        unit.agent_status(),
+        ("error".into(), "hook failed: \"install\"".into())
+    );
+    let errors: Vec<_> = unit
+        .logs()
+        .into_iter()
+        .filter(|l| l.level == "ERROR")
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.message.contains("snap install microsample failed")
+                && l.message.contains("persistent network error")),
+        "{errors:?}"
+    );
+    assert!(
+        !unit.status_history().iter().any(|s| s.status == "active"),
+        "never active"
+    );
+
+    // Juju retries the hook; the store is back.
+    unit.set_store_down(false);
+    ok(&unit.run_hook("install"));
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+}
+
+#[test]
+fn upgrade_charm_then_config_changed_keep_the_snap_and_report_the_version() {
+    let (unit, _) = deployed();
+    unit.update_juju_state(|s| s.workload_version = None);
+    for hook in ["upgrade-charm", "config-changed"] {
+        let run = unit.run_hook(hook);
+        ok(&run);
+        assert!(run.calls_to("snap").is_empty(), "{hook}: {:?}", calls(&run));
+        assert_eq!(
+            unit.workload_version().as_deref(),
+            Some("0+git.57e56f2"),
+            "{hook} sets the version"
+        );
+        assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+    }
+}
+
+#[test]
+fn a_snap_removed_behind_the_charms_back_is_reinstalled() {
+    let (unit, port) = deployed();
+    unit.snapd_put(json!({"snap": null}));
+    let run = unit.run_hook("update-status");
+    ok(&run);
+    // A fresh install comes back on the snap's default port: the charm moves it again.
+    assert_eq!(
+        snap_calls(&run),
+        [
+            "snap install microsample --channel=edge".to_string(),
+            format!("snap set microsample port={port}"),
+            "snap restart microsample".to_string(),
+        ]
+    );
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+}
+
+#[test]
+fn steady_state_update_status_only_reads_and_reports() {
+    let (unit, port) = deployed();
+    let run = unit.run_hook("update-status");
+    ok(&run);
+    assert_eq!(
+        calls(&run),
+        [
+            "config-get --format=json".to_string(),
+            "opened-ports --format=json".to_string(),
+            "application-version-set -- 0+git.57e56f2".to_string(),
+            "status-set active -- Ready at 'edge'".to_string(),
+        ]
+    );
+    let requests: Vec<_> = run
+        .snapd_requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "GET /v2/snaps/microsample",
+            "GET /v2/snaps/microsample/conf"
+        ]
+    );
+    assert_eq!(unit.opened_ports(), [format!("{port}/tcp")]);
+}
+
+#[test]
+fn unhandled_hooks_exit_0_without_side_effects() {
+    let (unit, _) = deployed();
+    let before = unit.juju_state();
+    for hook in [
+        "leader-elected",
+        "leader-settings-changed",
+        "db-relation-joined",
+        "website-relation-changed",
+        "cos-agent-relation-departed",
+        "cos-agent-relation-broken",
+        "secret-changed",
+        "secret-rotate",
+        "pre-series-upgrade",
+        "post-series-upgrade",
+        "collect-metrics",
+        "data-storage-attached",
+        "some-hook-juju-adds-in-2030",
+    ] {
+        let run = unit.run_hook(hook);
+        ok(&run);
+        assert!(calls(&run).is_empty(), "{hook}: {:?}", calls(&run));
+        assert!(run.snapd_requests.is_empty(), "{hook} asked snapd");
+        let debug: Vec<_> = run.calls_to("juju-log");
+        assert_eq!(debug.len(), 1, "{hook}: one debug line");
+        assert_eq!(debug[0].args[..3], ["--log-level", "DEBUG", "--"]);
+    }
+    let after = unit.juju_state();
+    assert_eq!(after.unit_status, before.unit_status);
+    assert_eq!(after.workload_version, before.workload_version);
+}
+
+#[test]
+fn stop_leaves_the_workload_and_remove_removes_the_snap() {
+    let (unit, port) = deployed();
+    let stop = unit.run_hook("stop");
+    ok(&stop);
+    assert!(calls(&stop).is_empty(), "{:?}", calls(&stop));
+    assert_eq!(
+        unit.workload_get(port, "/").map(|r| r.0),
+        Some(200),
+        "stop is not destructive"
+    );
+
+    let remove = unit.run_hook("remove");
+    ok(&remove);
+    assert_eq!(snap_calls(&remove), ["snap remove microsample"]);
+    assert!(unit.snapd_state()["snap"].is_null());
+    // Removing again (a retried hook) is fine: the snap is already gone.
+    ok(&unit.run_hook("remove"));
+}
+
+#[test]
+fn a_missing_or_malformed_dispatch_path_is_a_clear_usage_error() {
+    let unit = Unit::new();
+    let missing = std::process::Command::new(common::dispatch_bin())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("JUJU_DISPATCH_PATH is not set"), "{stderr}");
+    for bad in [
+        "install",
+        "hooks/",
+        "jobs/install",
+        "hooks/a/b",
+        "hooks/$(reboot)",
+    ] {
+        let out = std::process::Command::new(common::dispatch_bin())
+            .env_clear()
+            .env("JUJU_DISPATCH_PATH", bad)
+            .current_dir(&unit.charm_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("is not of the form hooks/<hook> or actions/<action>"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn hook_tools_get_the_inherited_environment_and_the_right_syntax() {
+    // The fake tools fail without JUJU_CONTEXT_ID and the agent socket variables, and reject
+    // unknown flags or a status message read as a flag: a clean run proves both.
+    let unit = Unit::new();
+    unit.set_config("port", json!(free_port()));
+    unit.set_config("channel", json!("--edge"));
+    let run = unit.run_hook("config-changed");
+    ok(&run);
+    assert_eq!(
+        unit.status(),
+        (
+            "blocked".into(),
+            "Invalid channel configured: '--edge'".into()
+        )
+    );
+    assert!(
+        run.calls.iter().all(|c| c.exit == Some(0)),
+        "{:#?}",
+        run.calls
+    );
+}
