@@ -33,13 +33,18 @@ use juju::{Dispatch, ProcessTools};
 /// Exit code for a `JUJU_DISPATCH_PATH` that is missing or not understood.
 pub const EXIT_USAGE: u8 = 2;
 
-/// Runs the charm for the event in `dispatch_path` (the value of `JUJU_DISPATCH_PATH`) and
-/// returns the process exit code.
-pub fn run(dispatch_path: Option<OsString>) -> u8 {
-    // A bug must surface as a hook error with a line in `juju debug-log`, not vanish.
+/// Makes a panic (a bug) surface as a hook error with an ERROR line in `juju debug-log`
+/// naming it, rather than vanish: the hook then exits 101 and Juju retries it.
+pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         log::error!("charm bug (please report it): {info}");
     }));
+}
+
+/// Runs the charm for the event in `dispatch_path` (the value of `JUJU_DISPATCH_PATH`) and
+/// returns the process exit code.
+pub fn run(dispatch_path: Option<OsString>) -> u8 {
+    install_panic_hook();
     juju::logger::Logger::from_env().install();
     let dispatch = match Dispatch::parse(dispatch_path.as_deref()) {
         Ok(dispatch) => dispatch,

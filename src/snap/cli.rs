@@ -14,6 +14,9 @@ use crate::process::{self, RunError};
 
 /// Downloads can be slow; this only stops a wedged `snap` from hanging the hook forever.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Environment variable overriding [`DEFAULT_TIMEOUT`], in seconds (for slow mirrors, and
+/// for tests of the bound).
+pub const TIMEOUT_ENV: &str = "MICROSAMPLE_SNAP_TIMEOUT";
 /// Waits before each retry of a command that exited 10.
 pub const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
@@ -106,8 +109,13 @@ pub struct SnapCli {
 
 impl Default for SnapCli {
     fn default() -> Self {
+        let timeout = std::env::var(TIMEOUT_ENV)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s > 0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
         SnapCli {
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
             retry_delays: RETRY_DELAYS.to_vec(),
         }
     }
