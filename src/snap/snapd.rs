@@ -354,6 +354,96 @@ mod tests {
         ));
     }
 
+    /// Serves one raw HTTP response on a fresh socket and returns the request it received.
+    fn serve_once(response: Vec<u8>) -> (tempdir_path::Dir, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = tempdir_path::Dir::new();
+        let listener = std::os::unix::net::UnixListener::bind(dir.socket()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                request.push_str(&line);
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(&response);
+            request
+        });
+        (dir, server)
+    }
+
+    /// A unique socket path in the system temp dir, removed on drop.
+    mod tempdir_path {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let n = N.fetch_add(1, Ordering::SeqCst);
+                let path =
+                    std::env::temp_dir().join(format!("snapd-client-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+            pub fn socket(&self) -> std::path::PathBuf {
+                self.0.join("snapd.socket")
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn client(dir: &tempdir_path::Dir) -> SnapdClient {
+        SnapdClient::new(dir.socket(), Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn reads_chunked_bodies_and_sends_a_host_header() {
+        let (head, tail) = INSTALLED.split_at(700);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{head}\r\n{:x}\r\n{tail}\r\n0\r\n\r\n",
+            head.len(),
+            tail.len()
+        );
+        let (dir, server) = serve_once(response.into_bytes());
+        let snap = client(&dir).snap("microsample").unwrap().unwrap();
+        assert_eq!(snap.version, "0+git.49ff7aa");
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /v2/snaps/microsample HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.to_ascii_lowercase().contains("\r\nhost: "),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn reads_content_length_bodies() {
+        let body = r#"{"type":"error","status-code":404,"status":"Not Found","result":{"message":"snap not installed","kind":"snap-not-found","value":"microsample"}}"#;
+        let response = format!("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let (dir, _server) = serve_once(response.into_bytes());
+        assert_eq!(client(&dir).snap("microsample"), Ok(None));
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_not_buffered() {
+        let response =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 50 << 20).into_bytes();
+        let (dir, _server) = serve_once(response);
+        let err = client(&dir).snap("microsample").unwrap_err();
+        assert!(matches!(err, SnapdError::Protocol(_)), "{err}");
+    }
+
     #[test]
     fn decodes_config_values() {
         let body = r#"{"type":"sync","status-code":200,"status":"OK","result":{"port":8081}}"#;
