@@ -4,25 +4,22 @@
 /// folded, and cut to at most `max` characters, ending in `…` when cut. Never splits a
 /// character.
 pub fn bounded(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 4));
-    let mut count = 0;
-    let mut last_space = false;
-    for c in text.trim().chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && last_space {
-            continue;
+    let mut folded = String::with_capacity(text.len().min(max.saturating_mul(4)));
+    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if !(c == ' ' && folded.ends_with(' ')) {
+            folded.push(c);
         }
-        last_space = c == ' ';
-        if count == max {
-            out.pop();
-            out.push('…');
-            return out;
-        }
-        out.push(c);
-        count += 1;
     }
-    out.truncate(out.trim_end().len());
-    out
+    let folded = folded.trim();
+    match folded.char_indices().nth(max) {
+        None => folded.to_string(),
+        // Cut: keep max - 1 characters and the ellipsis.
+        Some(_) if max == 0 => String::new(),
+        Some(_) => {
+            let end = folded.char_indices().nth(max - 1).map_or(0, |(i, _)| i);
+            format!("{}…", folded[..end].trim_end())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -37,6 +34,23 @@ mod tests {
     #[test]
     fn control_characters_become_single_spaces() {
         assert_eq!(bounded("a\nb\r\n\tc\u{7}", 200), "a b c");
+    }
+
+    #[test]
+    fn leading_control_characters_leave_no_space() {
+        assert_eq!(bounded("\u{0}edge\n", 48), "edge");
+    }
+
+    #[test]
+    fn zero_means_nothing() {
+        assert_eq!(bounded("edge", 0), "");
+        assert_eq!(bounded("", 0), "");
+    }
+
+    #[test]
+    fn exactly_max_is_not_cut() {
+        assert_eq!(bounded("abcd", 4), "abcd");
+        assert_eq!(bounded("abcde", 4), "abc…");
     }
 
     #[test]

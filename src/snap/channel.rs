@@ -88,12 +88,17 @@ impl Channel {
         if !track.into_iter().chain(branch).all(is_name) {
             return Err(ChannelError::InvalidCharacter);
         }
-        Ok(Channel {
+        let channel = Channel {
             text: text.to_string(),
             track: track.map(str::to_string),
             risk: risk.map(str::to_string),
             branch: branch.map(str::to_string),
-        })
+        };
+        // The fully qualified form is what snapd reports back; it must be a channel too.
+        if channel.full().len() > MAX_LEN {
+            return Err(ChannelError::TooLong);
+        }
+        Ok(channel)
     }
 
     /// The channel as the operator wrote it (what `snap --channel=` is given).
@@ -181,6 +186,12 @@ mod tests {
             assert_eq!(Channel::parse(text), Err(err), "{text:?}");
         }
         assert_eq!(Channel::parse(&"a".repeat(10_000)), Err(TooLong));
+        // Short enough as written, too long once qualified (`a...a/stable`).
+        assert_eq!(Channel::parse(&"a".repeat(125)), Err(TooLong));
+        assert_eq!(
+            Channel::parse(&format!("edge/{}", "b".repeat(117))),
+            Err(TooLong)
+        );
     }
 
     #[test]
@@ -193,5 +204,8 @@ mod tests {
         assert!(!edge.is_tracked_by(""));
         let track = Channel::parse("1.0").unwrap();
         assert!(track.is_tracked_by("1.0/stable"));
+        // Every accepted channel recognises its own full form (found by fuzzing).
+        let longest = Channel::parse(&"a".repeat(121)).unwrap();
+        assert!(longest.is_tracked_by(&longest.full()));
     }
 }

@@ -108,15 +108,6 @@ impl fmt::Display for SnapdError {
 
 impl std::error::Error for SnapdError {}
 
-/// snapd's response envelope (`daemon/response.go`).
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    result: Value,
-}
-
 #[derive(Deserialize)]
 struct ErrorResult {
     #[serde(default)]
@@ -125,37 +116,55 @@ struct ErrorResult {
     kind: Option<String>,
 }
 
-/// Decodes a snapd response body: the `result` of a sync response, or the error it carries.
+/// Decodes a snapd response body (the envelope of `daemon/response.go`): the `result` of a
+/// sync response, or the error it carries. Only a JSON object is an envelope.
 pub fn decode(status: u16, body: &[u8]) -> Result<Value, SnapdError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-        SnapdError::Protocol(format!("HTTP {status}, body is not snapd JSON ({e})"))
-    })?;
-    match envelope.kind.as_str() {
-        "sync" if (200..300).contains(&status) => Ok(envelope.result),
-        "error" => {
-            let error: ErrorResult =
-                serde_json::from_value(envelope.result).unwrap_or(ErrorResult {
-                    message: String::new(),
-                    kind: None,
-                });
+    let not_snapd = |why: String| SnapdError::Protocol(format!("HTTP {status}, {why}"));
+    let envelope: Value = serde_json::from_slice(body)
+        .map_err(|e| not_snapd(format!("body is not snapd JSON ({e})")))?;
+    let Value::Object(mut envelope) = envelope else {
+        return Err(not_snapd("body is not a JSON object".into()));
+    };
+    let result = envelope.remove("result").unwrap_or_default();
+    match envelope.get("type").and_then(Value::as_str) {
+        Some("sync") if (200..300).contains(&status) => Ok(result),
+        Some("error") if result.is_object() => {
+            let error: ErrorResult = serde_json::from_value(result)
+                .map_err(|e| not_snapd(format!("malformed error result ({e})")))?;
             Err(SnapdError::Api {
                 status,
                 kind: error.kind.filter(|k| !k.is_empty()),
                 message: error.message,
             })
         }
-        other => Err(SnapdError::Protocol(format!(
-            "HTTP {status} with response type {other:?}"
+        other => Err(not_snapd(format!(
+            "response type {other:?} with a {} result",
+            kind_of(&result)
         ))),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 
 /// Decodes `GET /v2/snaps/<name>`: `None` when snapd says the snap is not installed.
 pub fn decode_snap(status: u16, body: &[u8]) -> Result<Option<Snap>, SnapdError> {
     match decode(status, body) {
-        Ok(result) => serde_json::from_value(result)
+        Ok(result @ Value::Object(_)) => serde_json::from_value(result)
             .map(Some)
             .map_err(|e| SnapdError::Protocol(format!("snap object: {e}"))),
+        Ok(other) => Err(SnapdError::Protocol(format!(
+            "snap result is a {}",
+            kind_of(&other)
+        ))),
         Err(SnapdError::Api {
             kind: Some(kind), ..
         }) if kind == "snap-not-found" => Ok(None),
