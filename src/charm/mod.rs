@@ -67,16 +67,16 @@ fn snapd_fault(e: SnapdError) -> Stop {
 
 /// A failed `snap <verb>`: the operator's problem when the store lacks the channel,
 /// otherwise a fault to retry.
-fn snap_command_stop(verb: &str, channel: Option<&Channel>, e: SnapCliError) -> Stop {
-    match (&e, channel) {
-        (SnapCliError::ChannelNotAvailable { .. }, Some(channel)) => {
+fn snap_command_stop(verb: &str, e: SnapCliError) -> Stop {
+    match &e {
+        SnapCliError::ChannelNotAvailable { channel, .. } => {
             log::warn!("snap {verb} {SNAP_NAME}: {e}");
             Stop::Blocked(Status::blocked(format!(
                 "channel '{}' not available for {SNAP_NAME}",
-                bounded(channel.as_str(), 64)
+                bounded(channel, 64)
             )))
         }
-        (SnapCliError::SnapNotFound(_), _) => {
+        SnapCliError::SnapNotFound(_) => {
             log::warn!("snap {verb} {SNAP_NAME}: {e}");
             Stop::Blocked(Status::blocked(format!(
                 "{SNAP_NAME} not found in the snap store: {e}"
@@ -199,7 +199,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
                 self.progress(format!("Installing {SNAP_NAME} snap"))?;
                 self.machine
                     .install(channel)
-                    .map_err(|e| snap_command_stop("install", Some(channel), e))?;
+                    .map_err(|e| snap_command_stop("install", e))?;
                 log::info!("installed {SNAP_NAME} from channel '{channel}'");
                 self.observe()?.ok_or_else(|| Stop::Fault {
                     status: Status::waiting(format!(
@@ -220,7 +220,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         self.progress(format!("Refreshing {SNAP_NAME} to '{channel}'"))?;
         self.machine
             .refresh(channel)
-            .map_err(|e| snap_command_stop("refresh", Some(channel), e))?;
+            .map_err(|e| snap_command_stop("refresh", e))?;
         let snap = self.observe()?.ok_or_else(|| Stop::Fault {
             status: Status::waiting(format!("{SNAP_NAME} missing after refresh, will retry")),
             cause: format!("snap refresh {SNAP_NAME} succeeded but snapd does not list it"),
@@ -246,13 +246,12 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
             return Ok(false);
         }
         self.progress(format!("Moving {SNAP_NAME} to port {port}"))?;
-        let no_channel = None;
         self.machine
             .set_port(port)
-            .map_err(|e| snap_command_stop("set", no_channel, e))?;
+            .map_err(|e| snap_command_stop("set", e))?;
         self.machine
             .restart()
-            .map_err(|e| snap_command_stop("restart", no_channel, e))?;
+            .map_err(|e| snap_command_stop("restart", e))?;
         log::info!("moved {SNAP_NAME} to port {port}");
         Ok(true)
     }
@@ -293,14 +292,16 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         if health.is_online() || just_restarted {
             return Ok(health);
         }
-        log::warn!("{SNAP_NAME} not responding on port {port} ({health}); restarting it");
-        let no_channel = None;
-        if snap.services_active() {
+        // A running service that does not answer is restarted; a stopped one is started.
+        let running = snap.services_active();
+        let verb = if running { "restart" } else { "start" };
+        log::warn!("{SNAP_NAME} not responding on port {port} ({health}); {verb}ing it");
+        let result = if running {
             self.machine.restart()
         } else {
             self.machine.start()
-        }
-        .map_err(|e| snap_command_stop("start", no_channel, e))?;
+        };
+        result.map_err(|e| snap_command_stop(verb, e))?;
         Ok(self.wait_online(port))
     }
 
@@ -361,7 +362,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         self.progress(format!("Removing {SNAP_NAME} snap"))?;
         self.machine
             .remove()
-            .map_err(|e| snap_command_stop("remove", None, e))?;
+            .map_err(|e| snap_command_stop("remove", e))?;
         log::info!("removed the {SNAP_NAME} snap");
         Ok(Status::maintenance(format!("{SNAP_NAME} snap removed")))
     }
