@@ -277,7 +277,7 @@ fn store_down_fails_the_hook_then_the_retry_recovers() {
         errors
             .iter()
             .any(|l| l.message.contains("snap install microsample failed")
-                && l.message.contains("persistent network error")),
+                && l.message.contains("lookup api.snapcraft.io")),
         "{errors:?}"
     );
     assert!(

@@ -718,11 +718,22 @@ fn snap_install_fresh_then_again() {
 #[test]
 fn snap_refresh_paths() {
     let unit = Unit::new();
+    // The real snap 2.57.6 (snapd 2.77 says `cannot refresh "microsample": snap ...`).
     let not_installed = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
     assert_eq!(not_installed.code, 1);
     assert_eq!(
         not_installed.stderr,
-        "error: cannot refresh \"microsample\": snap \"microsample\" is not installed\n"
+        "error: snap \"microsample\" is not installed\n"
+    );
+    let (status, v) = unit.snapd_request(
+        "POST",
+        "/v2/snaps/microsample",
+        Some(&json!({"action": "refresh", "channel": "edge"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["result"],
+        json!({"message": "snap \"microsample\" is not installed", "kind": "snap-not-installed", "value": "microsample"})
     );
     assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
     let same = snap(
@@ -790,10 +801,22 @@ fn snap_store_down_conflicts_and_usage_errors() {
     unit.set_store_down(true);
     let down = snap(&unit, &["install", "microsample"]);
     assert_eq!(down.code, 1);
+    // Verbatim from the real snap 2.57.6 on a machine whose resolver (10.255.255.53) says
+    // api.snapcraft.io does not exist: filled to 79 columns.
+    assert_eq!(
+        down.stderr,
+        "error: cannot install \"microsample\": Post\n       \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup\n       api.snapcraft.io on 10.255.255.53:53: no such host\n"
+    );
+    // The other real shape: the DNS server itself unreachable, wrapped after retries.
+    let unreachable = "persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io on 10.6.49.1:53: dial udp 10.6.49.1:53: connect: network is unreachable";
+    unit.set_store_error(Some(unreachable));
+    let down = snap(&unit, &["install", "microsample", "--beta"]);
+    assert_eq!(down.code, 1);
     assert_eq!(
         unwrap_lines(&down.stderr),
-        "error: cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host"
+        format!("error: cannot install \"microsample\": {unreachable}")
     );
+    unit.set_store_error(None);
     unit.set_store_down(false);
 
     unit.set_seeding(true);
@@ -817,14 +840,16 @@ fn snap_store_down_conflicts_and_usage_errors() {
     let flag = snap(&unit, &["install", "microsample", "--latest/edge"]);
     assert_eq!(flag.code, 64);
     assert_eq!(flag.stderr, "error: unknown flag `latest/edge'\n");
+    // The real snap 2.57.6's texts (snap 2.77: `please specify a single channel`,
+    // `cannot parse channel: ...` before asking snapd).
     let two = snap(&unit, &["refresh", "microsample", "--edge", "--beta"]);
     assert_eq!(two.code, 1);
-    assert_eq!(two.stderr, "error: please specify a single channel\n");
+    assert_eq!(two.stderr, "error: Please specify a single channel\n");
     let bad = snap(&unit, &["refresh", "microsample", "--channel=1.0/cand"]);
     assert_eq!(bad.code, 1);
     assert_eq!(
         bad.stderr,
-        "error: cannot parse channel: invalid risk in channel name: 1.0/cand\n"
+        "Warning: Specifying a channel \"1.0/cand\" is relying on undefined behaviour.\n         Interpreting it as \"1.0/cand\" for now, but this will be an error\n         later.\n\nerror: invalid risk in channel name: 1.0/cand\n"
     );
     let too_many = snap(
         &unit,
@@ -832,7 +857,7 @@ fn snap_store_down_conflicts_and_usage_errors() {
     );
     assert_eq!(
         too_many.stderr,
-        "error: cannot parse channel: channel name has too many components: foo/bar/baz/qux\n"
+        "error: channel name has too many components: foo/bar/baz/qux\n"
     );
     let cmd = snap(&unit, &["frobnicate"]);
     assert_eq!(cmd.code, 64);
@@ -910,7 +935,7 @@ fn snap_config_and_services() {
         .unwrap();
     assert_eq!(
         post.body,
-        "{\"action\":\"start\",\"enable\":true,\"names\":[\"microsample.microsample\"]}"
+        "{\"action\":\"start\",\"names\":[\"microsample.microsample\"],\"enable\":true}"
     );
     assert_eq!(
         snap(&unit, &["restart", "microsample"]).stdout,
@@ -989,9 +1014,10 @@ fn http11_without_host_is_rejected_in_plain_text() {
         "GET /v2/snaps/microsample HTTP/1.1\r\n\r\n",
         Duration::from_secs(5),
     );
+    // Verbatim from the real snapd 2.57.6: Go puts the reason in the status line too.
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header"
+        "HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header"
     );
     // HTTP/1.0 needs no Host.
     let ok = raw(
@@ -1347,4 +1373,47 @@ fn dispatch_runs_through_the_harness() {
     let run = unit.run_hook("leader-elected");
     assert!(run.exit.is_some() || run.signal.is_some(), "{run:?}");
     assert!(unit.charm_dir.join("metadata.yaml").exists());
+}
+
+#[test]
+fn snap_errors_of_a_missing_snap_and_the_apps_listing() {
+    // Texts and answers of the real snapd 2.57.6 (checked live by tests/real_snapd.rs).
+    let unit = Unit::new();
+    // Every command error goes through errorToCmdMessage: snap-not-found -> "not found".
+    let set = snap(&unit, &["set", "microsample", "port=8081"]);
+    assert_eq!(
+        (set.code, set.stderr.as_str()),
+        (1, "error: snap \"microsample\" not found\n")
+    );
+    let (status, v) = unit.snapd_request("GET", "/v2/apps?names=microsample", None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        v["result"],
+        json!({"message": "snap \"microsample\" not found", "kind": "snap-not-found", "value": "microsample"})
+    );
+    // option-not-found carries a Go struct: SnapName before Key.
+    let out = raw(
+        &unit,
+        "GET /v2/snaps/microsample/conf?keys=port HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let (_, body) = split_response(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"type":"error","status-code":400,"status":"Bad Request","result":{"message":"snap \"microsample\" has no \"port\" configuration option","kind":"option-not-found","value":{"SnapName":"microsample","Key":"port"}}}"#
+    );
+
+    unit.preinstall_snap("latest/edge", free_port());
+    let (status, v) = unit.snapd_request("GET", "/v2/apps", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["result"],
+        json!([{"snap": "microsample", "name": "microsample", "daemon": "simple", "daemon-scope": "system", "enabled": true, "active": true}])
+    );
+    let (status, v) = unit.snapd_request("GET", "/v2/apps?names=microsample.nope", None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        v["result"]["message"],
+        json!("snap \"microsample\" has no app \"nope\"")
+    );
 }

@@ -76,7 +76,9 @@ fn snap_command_stop(verb: &str, e: SnapCliError) -> Stop {
                 bounded(channel, 64)
             )))
         }
-        SnapCliError::SnapNotFound(_) => {
+        // Only install asks the store; `snap set/start/restart` say "not found" for a snap
+        // that is not installed, which is a fault to retry, not an operator problem.
+        SnapCliError::SnapNotFound(_) if verb == "install" => {
             log::warn!("snap {verb} {SNAP_NAME}: {e}");
             Stop::Blocked(Status::blocked(format!(
                 "{SNAP_NAME} not found in the snap store: {e}"
@@ -359,12 +361,19 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
     }
 
     fn remove(&mut self) -> Step<Status> {
+        let removed = Status::maintenance(format!("{SNAP_NAME} snap removed"));
+        // A snap that is already gone needs nothing. If snapd cannot say, `snap remove`
+        // will tell.
+        if let Ok(None) = self.machine.snap() {
+            log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
+            return Ok(removed);
+        }
         self.progress(format!("Removing {SNAP_NAME} snap"))?;
         self.machine
             .remove()
             .map_err(|e| snap_command_stop("remove", e))?;
         log::info!("removed the {SNAP_NAME} snap");
-        Ok(Status::maintenance(format!("{SNAP_NAME} snap removed")))
+        Ok(removed)
     }
 
     fn action(&mut self, name: &str) -> Exit {

@@ -482,6 +482,14 @@ fn remove_removes_the_snap_and_stop_does_nothing() {
     assert_eq!(run(&mut juju, &mut host, "remove"), Exit::Done);
     assert_eq!(host.commands, ["remove"]);
     assert!(host.snap.is_none());
+    // A retried remove finds nothing to do.
+    host.commands.clear();
+    assert_eq!(run(&mut juju, &mut host, "remove"), Exit::Done);
+    assert!(host.commands.is_empty());
+    assert_eq!(
+        juju.status(),
+        &Status::maintenance("microsample snap removed")
+    );
 }
 
 #[test]

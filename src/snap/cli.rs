@@ -60,6 +60,11 @@ impl fmt::Display for SnapCliError {
             | SnapCliError::SnapNotFound(detail)
             | SnapCliError::Usage(detail) => f.write_str(detail),
             SnapCliError::Busy(detail) => write!(f, "snapd busy: {detail}"),
+            // Exit 1 is snap's ordinary failure: its message says it all.
+            SnapCliError::Failed {
+                code: Some(1),
+                detail,
+            } => f.write_str(detail),
             SnapCliError::Failed {
                 code: Some(code),
                 detail,
@@ -231,7 +236,7 @@ mod tests {
         assert!(!failed.is_operator_fixable());
         assert_eq!(
             failed.to_string(),
-            "cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host (exit 1)"
+            "cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host"
         );
     }
 }

@@ -16,6 +16,15 @@
 //! can run in parallel. The fake workload listens on the port from the snap config; the
 //! harness makes microsample's install hook pick a free port (`install_port`) instead of
 //! 8080, and tests should configure the charm's `port` with [`free_port`].
+//!
+//! [`Unit::with_real_snapd`] builds the same unit against the machine's real snapd
+//! (`/run/snapd.socket`) and the real `/usr/bin/snap`: only the hook tools are fakes. Such a
+//! unit has no fake snapd, so the `/fake/` control API (`snapd_put`, `set_store`, ...) is
+//! not available and [`HookRun::snapd_requests`] stays empty; [`Unit::snapd_request`]
+//! talks to the real daemon. [`Unit::with_real_snap_cli`] keeps the fake snapd but puts the
+//! real `/usr/bin/snap` on the hook `PATH`, pointed at the fake snapd with
+//! `SNAPPY_GLOBAL_ROOT`: the paths a real snapd cannot take here (a successful install).
+//! See `tests/real_snapd.rs` and `.ci/real-snapd.sh`.
 #![allow(dead_code)]
 
 #[path = "../fakes/src/http.rs"]
@@ -70,6 +79,38 @@ pub const JUJU_VERSION: &str = "3.6.4";
 
 /// Unit name of the simulated unit.
 pub const UNIT_NAME: &str = "microsample/0";
+
+/// The real snapd's socket (Debian's `snapd` started by `.ci/real-snapd.sh`).
+pub const REAL_SNAPD_SOCKET: &str = "/run/snapd.socket";
+
+/// The real `snap` CLI.
+pub const REAL_SNAP: &str = "/usr/bin/snap";
+
+/// Whether the real snapd answers on [`REAL_SNAPD_SOCKET`]: its version, or why not.
+pub fn real_snapd_version() -> Result<String, String> {
+    let resp = http::unix_request(
+        Path::new(REAL_SNAPD_SOCKET),
+        "GET",
+        "/v2/system-info",
+        None,
+        Some(Duration::from_secs(10)),
+    )
+    .map_err(|e| format!("GET /v2/system-info on {REAL_SNAPD_SOCKET}: {e}"))?;
+    let body: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+        format!(
+            "GET /v2/system-info on {REAL_SNAPD_SOCKET}: HTTP {} with a body that is not JSON ({e}): {}",
+            resp.status,
+            resp.text()
+        )
+    })?;
+    match body["result"]["version"].as_str() {
+        Some(version) if resp.status == 200 => Ok(version.to_string()),
+        _ => Err(format!(
+            "GET /v2/system-info on {REAL_SNAPD_SOCKET}: HTTP {}: {body}",
+            resp.status
+        )),
+    }
+}
 
 /// Path of the fake-juju multi-call binary.
 pub fn fake_juju_bin() -> PathBuf {
@@ -143,7 +184,18 @@ pub struct SnapdRequest {
     pub body: String,
 }
 
-/// A simulated unit: temp dir, tools, charm dir, fake state and a fake snapd process.
+/// Result of one `snap` command run by [`Unit::run_snap`].
+#[derive(Debug, Clone)]
+pub struct SnapRun {
+    /// Exit code, `None` if killed by a signal (or by the watchdog).
+    pub exit: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+/// A simulated unit: temp dir, tools, charm dir, fake state and a fake snapd process (or
+/// the machine's real snapd, see [`Unit::with_real_snapd`]).
 pub struct Unit {
     dir: tempfile::TempDir,
     pub root: PathBuf,
@@ -151,17 +203,22 @@ pub struct Unit {
     pub charm_dir: PathBuf,
     /// `FAKE_JUJU_DIR`.
     pub state_dir: PathBuf,
-    /// Fake snapd socket (`SNAPD_SOCKET`).
+    /// snapd socket (`SNAPD_SOCKET`): the fake snapd's, or [`REAL_SNAPD_SOCKET`].
     pub socket: PathBuf,
-    snapd: Child,
+    /// The fake snapd; `None` for a unit on the real snapd.
+    snapd: Option<Child>,
+    /// `SNAPPY_GLOBAL_ROOT` given to hooks, for the real `snap` on the fake snapd.
+    snap_root: Option<PathBuf>,
     hook_timeout: Mutex<Duration>,
     counter: AtomicU64,
 }
 
 impl Drop for Unit {
     fn drop(&mut self) {
-        let _ = self.snapd.kill();
-        let _ = self.snapd.wait();
+        if let Some(snapd) = self.snapd.as_mut() {
+            let _ = snapd.kill();
+            let _ = snapd.wait();
+        }
     }
 }
 
@@ -234,6 +291,56 @@ impl Unit {
     /// A fresh leader unit with the charm's config defaults, no snap installed and a
     /// running fake snapd.
     pub fn new() -> Unit {
+        let unit = Unit::create(false);
+        unit.snapd_put(json!({"install_port": free_port()}));
+        unit
+    }
+
+    /// A fresh leader unit with the charm's config defaults on this machine's real snapd:
+    /// no fake snapd, `SNAPD_SOCKET=/run/snapd.socket`, and a `PATH` with the fake hook
+    /// tools but the real `/usr/bin/snap` (no fake `snap`). Panics, saying why, when the
+    /// real snapd does not answer or `/usr/bin/snap` is missing.
+    pub fn with_real_snapd() -> Unit {
+        if let Err(e) = real_snapd_version() {
+            panic!(
+                "the real snapd is not answering on {REAL_SNAPD_SOCKET}: {e}\n\
+                 Run these tests through .ci/real-snapd.sh (as root), which installs snapd and \
+                 starts /usr/lib/snapd/snapd with SNAPD_STANDBY_WAIT set."
+            );
+        }
+        assert!(
+            Path::new(REAL_SNAP).is_file(),
+            "{REAL_SNAP} is missing: install Debian's snapd package (.ci/real-snapd.sh does)"
+        );
+        Unit::create(true)
+    }
+
+    /// A fresh unit like [`Unit::new`] (fake snapd, fake store, fake workload) whose hooks
+    /// find the real `/usr/bin/snap` instead of the fake one. The real CLI has no socket
+    /// variable, so hooks get `SNAPPY_GLOBAL_ROOT=<root>/snap-root`, whose `run/snapd.socket`
+    /// leads to the fake snapd (the CLI's other paths move there too: it says
+    /// `<root>/snap-root/snap/bin` in its PATH warning). Needs no real snapd, and no root.
+    pub fn with_real_snap_cli() -> Unit {
+        assert!(
+            Path::new(REAL_SNAP).is_file(),
+            "{REAL_SNAP} is missing: install Debian's snapd package (.ci/real-snapd.sh does)"
+        );
+        let mut unit = Unit::new();
+        fs::remove_file(unit.tools_dir.join("snap")).expect("cannot remove the fake snap");
+        let snap_root = unit.root.join("snap-root");
+        fs::create_dir_all(snap_root.join("run")).expect("cannot create the snap root");
+        symlink(&unit.socket, snap_root.join("run/snapd.socket"))
+            .expect("cannot link the snapd socket");
+        unit.snap_root = Some(snap_root);
+        unit
+    }
+
+    /// Whether this unit runs against the real snapd and `snap`.
+    pub fn uses_real_snapd(&self) -> bool {
+        self.snapd.is_none()
+    }
+
+    fn create(real_snapd: bool) -> Unit {
         let dir = tempfile::Builder::new()
             .prefix("msunit-")
             .tempdir()
@@ -246,7 +353,8 @@ impl Unit {
             fs::create_dir_all(d).expect("cannot create unit dirs");
         }
         let bin = fake_juju_bin();
-        for tool in HOOK_TOOLS.iter().chain(["snap"].iter()) {
+        let fake_snap: &[&str] = if real_snapd { &[] } else { &["snap"] };
+        for tool in HOOK_TOOLS.iter().chain(fake_snap.iter()) {
             symlink(&bin, tools_dir.join(tool)).expect("cannot symlink tool");
         }
         symlink(dispatch_bin(), charm_dir.join("dispatch")).expect("cannot link dispatch");
@@ -257,6 +365,20 @@ impl Unit {
         };
         juju_state::save(&state_dir, &state).expect("cannot write state");
 
+        if real_snapd {
+            return Unit {
+                dir,
+                root,
+                tools_dir,
+                charm_dir,
+                state_dir,
+                socket: PathBuf::from(REAL_SNAPD_SOCKET),
+                snapd: None,
+                snap_root: None,
+                hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
+                counter: AtomicU64::new(0),
+            };
+        }
         let mut socket = root.join("snapd.socket");
         if socket.as_os_str().len() > 100 {
             socket = std::env::temp_dir().join(format!(
@@ -287,7 +409,8 @@ impl Unit {
             charm_dir,
             state_dir,
             socket,
-            snapd,
+            snapd: Some(snapd),
+            snap_root: None,
             hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
             counter: AtomicU64::new(0),
         };
@@ -300,7 +423,6 @@ impl Unit {
             );
             thread::sleep(Duration::from_millis(20));
         }
-        unit.snapd_put(json!({"install_port": free_port()}));
         unit
     }
 
@@ -481,6 +603,9 @@ impl Unit {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.push(("SNAPD_SOCKET".into(), self.socket.display().to_string()));
+        if let Some(root) = &self.snap_root {
+            env.push(("SNAPPY_GLOBAL_ROOT".into(), root.display().to_string()));
+        }
         env.push(("FAKE_JUJU_DIR".into(), self.state_dir.display().to_string()));
         env.push(("JUJU_DISPATCH_PATH".into(), dispatch_path.to_string()));
         env
@@ -596,6 +721,66 @@ impl Unit {
         run
     }
 
+    /// Runs `snap <args>` as the charm would during a hook: the `snap` found on the hook's
+    /// `PATH` (the fake one, or `/usr/bin/snap` on the real snapd), the hook environment
+    /// (no terminal, no `COLUMNS`), stdin from /dev/null. Killed after 150 s (the real CLI
+    /// retries a GET for 120 s while snapd is unreachable).
+    pub fn run_snap(&self, args: &[&str]) -> SnapRun {
+        self.run_snap_with_env(args, &[])
+    }
+
+    /// Like [`Unit::run_snap`] with extra environment (e.g. `SNAPPY_GLOBAL_ROOT` for the
+    /// real CLI, `SNAPD_SOCKET` for the fake one).
+    pub fn run_snap_with_env(&self, args: &[&str], extra: &[(&str, &str)]) -> SnapRun {
+        let mut env = self.base_env("snap", "hooks/update-status", "update-status");
+        env.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let program = path
+            .split(':')
+            .map(|dir| Path::new(dir).join("snap"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no `snap` on the hook PATH {path}"));
+        let start = Instant::now();
+        let mut child = Command::new(&program)
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.charm_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let pgid = child.id();
+        let out = reader(child.stdout.take());
+        let err = reader(child.stderr.take());
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if start.elapsed() > Duration::from_secs(150) => {
+                    kill_group(pgid);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("cannot wait for snap: {e}"),
+            }
+        };
+        SnapRun {
+            exit: status.and_then(|s| s.code()),
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+            duration: start.elapsed(),
+        }
+    }
+
     fn execute(&self, env: &[(String, String)], what: &str) -> HookRun {
         let calls_before = juju_state::read_calls(&self.state_dir).len();
         let requests_before = self.snapd_requests().len();
@@ -659,7 +844,7 @@ impl Unit {
     // -----------------------------------------------------------------------------------
     // snapd side
 
-    /// A request to the fake snapd; returns (HTTP status, parsed body).
+    /// A request to this unit's snapd (fake or real); returns (HTTP status, parsed body).
     pub fn snapd_request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let payload = body.map(|b| b.to_string());
         let resp = http::unix_request(
@@ -669,13 +854,22 @@ impl Unit {
             payload.as_deref().map(str::as_bytes),
             Some(Duration::from_secs(30)),
         )
-        .unwrap_or_else(|e| panic!("fake snapd request {method} {path} failed: {e}"));
+        .unwrap_or_else(|e| panic!("snapd request {method} {path} failed: {e}"));
         let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         (resp.status, value)
     }
 
+    /// Panics when this unit has no fake snapd to control.
+    fn fake_only(&self, what: &str) {
+        assert!(
+            !self.uses_real_snapd(),
+            "{what} needs the fake snapd; this unit runs on the real snapd"
+        );
+    }
+
     /// Merges fields into the fake snapd state (`PUT /fake/state`).
     pub fn snapd_put(&self, patch: Value) -> Value {
+        self.fake_only("snapd_put");
         let (status, body) = self.snapd_request("PUT", "/fake/state", Some(&patch));
         assert_eq!(status, 200, "PUT /fake/state {patch} failed: {body}");
         body["result"].clone()
@@ -684,6 +878,7 @@ impl Unit {
     /// The whole fake snapd state (`GET /fake/state`): `snap`, `channels`, faults,
     /// `changes`, `requests`, and `workload` {port, running, error, calls}.
     pub fn snapd_state(&self) -> Value {
+        self.fake_only("snapd_state");
         let (_, body) = self.snapd_request("GET", "/fake/state", None);
         body["result"].clone()
     }
@@ -694,9 +889,20 @@ impl Unit {
         self.snapd_put(json!({ "channels": channels }));
     }
 
-    /// Store unreachable (persistent network error on install/refresh).
+    /// Store unreachable: install/refresh fail with snapd's error for it (by default the
+    /// one the real snapd 2.57.6 gives when `api.snapcraft.io` does not resolve:
+    /// `cannot install "microsample": Post "https://api.snapcraft.io/v2/snaps/refresh":
+    /// dial tcp: lookup api.snapcraft.io on 10.255.255.53:53: no such host`).
     pub fn set_store_down(&self, down: bool) {
         self.snapd_put(json!({ "store_down": down }));
+    }
+
+    /// What the unreachable store fails with (the text after `cannot install
+    /// "microsample": `), e.g. `persistent network error: Post "...": dial tcp: lookup
+    /// api.snapcraft.io on 10.6.49.1:53: dial udp 10.6.49.1:53: connect: network is
+    /// unreachable`; `None` restores the default. Applies while the store is down.
+    pub fn set_store_error(&self, detail: Option<&str>) {
+        self.snapd_put(json!({ "store_error": detail }));
     }
 
     /// Device not seeded yet (409 on install/refresh/remove).
@@ -746,14 +952,21 @@ impl Unit {
         }}));
     }
 
-    /// Every snapd request received so far (excluding `/fake/...`).
+    /// Every snapd request received so far (excluding `/fake/...`); always empty on the
+    /// real snapd, which does not record them.
     pub fn snapd_requests(&self) -> Vec<SnapdRequest> {
+        if self.uses_real_snapd() {
+            return Vec::new();
+        }
         let (_, body) = self.snapd_request("GET", "/fake/requests", None);
         serde_json::from_value(body["result"].clone()).unwrap_or_default()
     }
 
     /// Forgets the recorded snapd requests.
     pub fn clear_snapd_requests(&self) {
+        if self.uses_real_snapd() {
+            return;
+        }
         self.snapd_request("DELETE", "/fake/requests", None);
     }
 

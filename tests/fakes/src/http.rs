@@ -327,11 +327,11 @@ pub fn write_response<W: Write>(w: &mut W, req: &Request, resp: &Response) -> io
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
     if chunked {
-        for chunk in resp.body.chunks(64 * 1024) {
-            w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-            w.write_all(chunk)?;
-            w.write_all(b"\r\n")?;
-        }
+        // snapd writes the marshalled body with one Write, which Go's chunkWriter sends
+        // as one chunk (snapd 2.57.6: `398f\r\n` + 14735 bytes for /v2/interfaces).
+        w.write_all(format!("{:x}\r\n", resp.body.len()).as_bytes())?;
+        w.write_all(&resp.body)?;
+        w.write_all(b"\r\n")?;
         w.write_all(b"0\r\n\r\n")?;
     } else if req.method != "HEAD" {
         w.write_all(&resp.body)?;
@@ -340,12 +340,14 @@ pub fn write_response<W: Write>(w: &mut W, req: &Request, resp: &Response) -> io
     Ok(keep)
 }
 
-/// Go's reply to an HTTP/1.1 request without a Host header (plain text, then close).
-pub const MISSING_HOST_REPLY: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header";
+/// Go's reply to an HTTP/1.1 request without a Host header (plain text, then close). Go
+/// writes `"HTTP/1.1 " + publicErr + headers + publicErr`, so the reason is part of the
+/// status line too (seen verbatim from snapd 2.57.6, FINDINGS §3.2).
+pub const MISSING_HOST_REPLY: &str = "HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header";
 
-/// Go's reply to an unparseable request.
+/// Go's reply to an unparseable request (same shape as [`MISSING_HOST_REPLY`]).
 pub fn bad_request_reply(reason: &str) -> String {
-    format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: {reason}")
+    format!("HTTP/1.1 400 Bad Request: {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: {reason}")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -402,10 +402,30 @@ pub fn update<R, E: From<String>>(
     Ok(result)
 }
 
+/// When this process started: set before `main` by the `.init_array` entry below, so
+/// [`append_call`] can record how long the tool ran (the benchmark subtracts the time spent
+/// inside the fake `snap` from a hook's wall time).
+static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+#[used]
+#[link_section = ".init_array"]
+static RECORD_PROCESS_START: extern "C" fn() = {
+    extern "C" fn record() {
+        let _ = PROCESS_START.set(Instant::now());
+    }
+    record
+};
+
 /// Appends one invocation record to `calls.jsonl` (one `write` call per line, so
-/// concurrent writers do not interleave).
+/// concurrent writers do not interleave), with `elapsed_us`: microseconds from process
+/// start to now (the tool's own wall time, exec of the binary excluded).
 pub fn append_call(dir: &Path, call: &Call) -> Result<(), String> {
-    let mut line = serde_json::to_vec(call).map_err(|e| format!("cannot encode call: {e}"))?;
+    let mut record = serde_json::to_value(call).map_err(|e| format!("cannot encode call: {e}"))?;
+    if let (Some(start), Value::Object(fields)) = (PROCESS_START.get(), &mut record) {
+        let elapsed = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        fields.insert("elapsed_us".to_string(), Value::from(elapsed));
+    }
+    let mut line = serde_json::to_vec(&record).map_err(|e| format!("cannot encode call: {e}"))?;
     line.push(b'\n');
     let path = dir.join(CALLS_FILE);
     let mut file = fs::OpenOptions::new()

@@ -1,7 +1,16 @@
 //! The fake `snap` CLI: a real client of the (fake) snapd REST API on `$SNAPD_SOCKET`
-//! (default `/run/snapd.socket`) reproducing the messages and exit codes of
-//! `cmd/snapd/cli` (snapd.md §4): 0 success, 1 error, 10 retryable (change conflict),
-//! 64 usage (go-flags) errors.
+//! (default `/run/snapd.socket`) reproducing the messages and exit codes of the real
+//! `snap` (snapd.md §4): 0 success, 1 error, 10 retryable (change conflict), 64 usage
+//! (go-flags) errors.
+//!
+//! Where snapd 2.77's source (snapd.md, `cmd/snapd/cli`) and the real `snap` 2.57.6 seen
+//! on Debian 12 (notes/snapd-real/FINDINGS.md, `cmd/snap` at tag 2.57.6) differ, this
+//! follows 2.57.6: `Please specify a single channel`, a warning (not an error) for a
+//! channel that only `channel.Full` accepts, every command error passed through
+//! `errorToCmdMessage`, GET requests retried for 120 s while snapd is unreachable.
+//! `tests/real_snapd.rs` checks the texts against the real CLI. The real CLI ignores
+//! `SNAPD_SOCKET` (only `SNAPPY_GLOBAL_ROOT` moves its socket); the fake needs it to find
+//! its own snapd.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -15,6 +24,9 @@ use crate::juju_state::{self, Call};
 use crate::output::go_json;
 
 const DEFAULT_SOCKET: &str = "/run/snapd.socket";
+/// The real client's request timeout and GET retry interval (`client/client.go`).
+const DO_TIMEOUT: Duration = Duration::from_secs(120);
+const DO_RETRY: Duration = Duration::from_millis(250);
 
 /// A failed command.
 #[derive(Debug)]
@@ -251,8 +263,11 @@ const CHANNEL_OPTS: [Opt; 5] = [
     flag("stable"),
 ];
 
-/// `channelMixin.setChannelFromCommandline`.
-fn channel_from_opts(opts: &Opts) -> Res<String> {
+/// `channelMixin.setChannelFromCommandline` of snap 2.57.6: a channel `channel.Parse`
+/// rejects but `channel.Full` accepts (`1.0/cand`) only gets a warning and is sent to
+/// snapd, which rejects it; one that `Full` rejects too is an error (no prefix). (snap
+/// 2.77 says `please specify a single channel` and `cannot parse channel: <error>`.)
+fn channel_from_opts(opts: &Opts, io: &mut Io) -> Res<String> {
     let mut ch = opts.get("channel").unwrap_or("").to_string();
     for risk in ["stable", "candidate", "beta", "edge"] {
         if !opts.has(risk) {
@@ -260,13 +275,26 @@ fn channel_from_opts(opts: &Opts) -> Res<String> {
         }
         if !ch.is_empty() {
             return Err(Failure::Plain(
-                "please specify a single channel".to_string(),
+                "Please specify a single channel".to_string(),
             ));
         }
         ch = risk.to_string();
     }
     if !ch.is_empty() {
-        Channel::parse(&ch).map_err(|e| Failure::Plain(format!("cannot parse channel: {e}")))?;
+        if let Err(parse_error) = Channel::parse(&ch) {
+            let full = channel::full(&ch).map_err(|_| Failure::Plain(parse_error))?;
+            let head = "Warning:";
+            let warn = fill(
+                &format!(
+                    "Specifying a channel {} is relying on undefined behaviour. Interpreting it as {} for now, but this will be an error later.\n",
+                    quote(&ch),
+                    quote(&full)
+                ),
+                head.len() + 1,
+            );
+            io.stderr.push_str(&format!("{head} {warn}\n\n"));
+            ch = full;
+        }
     }
     Ok(ch)
 }
@@ -320,6 +348,15 @@ fn run(args: &[String], io: &mut Io) -> Res {
             io.stdout.push_str(&usage(command));
             Ok(())
         }
+        // `run()` of cmd/snap/main.go: every error of a command goes through
+        // `errorToCmdMessage("", <command>, err, nil)` (so `snap set` of a missing snap says
+        // `snap "x" not found`, and messages are filled to the terminal width).
+        Err(failure @ Failure::Api(_)) => {
+            let msg = error_to_cmd_message("", command, failure, "", "")?;
+            io.stderr.push_str(&msg);
+            io.stderr.push('\n');
+            Ok(())
+        }
         other => other,
     }
 }
@@ -357,16 +394,26 @@ impl Client {
         }
     }
 
-    fn raw(&self, method: &str, path: &str, body: Option<&Value>) -> Res<http::ClientResponse> {
-        let payload = body.map(go_json);
-        http::unix_request(
-            &self.socket,
-            method,
-            path,
-            payload.as_deref().map(str::as_bytes),
-            Some(Duration::from_secs(120)),
-        )
-        .map_err(|e| {
+    /// One request. Like the real client's `do()`, a GET that fails (snapd not there
+    /// yet, or restarting) is retried every 250 ms for up to 120 s; other methods fail at
+    /// once.
+    fn raw(&self, method: &str, path: &str, payload: Option<&str>) -> Res<http::ClientResponse> {
+        let deadline = Instant::now() + DO_TIMEOUT;
+        let mut result;
+        loop {
+            result = http::unix_request(
+                &self.socket,
+                method,
+                path,
+                payload.map(str::as_bytes),
+                Some(DO_TIMEOUT),
+            );
+            if result.is_ok() || method != "GET" || Instant::now() + DO_RETRY > deadline {
+                break;
+            }
+            std::thread::sleep(DO_RETRY);
+        }
+        result.map_err(|e| {
             let op = match method {
                 "GET" => "Get",
                 "POST" => "Post",
@@ -389,8 +436,9 @@ impl Client {
 
     /// Performs a request and decodes the snapd envelope; error envelopes become
     /// `Failure::Api`.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Res<Envelope> {
-        let resp = self.raw(method, path, body)?;
+    /// `payload`: the JSON request body, already encoded.
+    fn call(&self, method: &str, path: &str, payload: Option<&str>) -> Res<Envelope> {
+        let resp = self.raw(method, path, payload)?;
         let value: Value = serde_json::from_slice(&resp.body).map_err(|e| {
             Failure::Plain(format!(
                 "cannot decode {}: {e}",
@@ -424,6 +472,11 @@ impl Client {
 
     /// Sends an async request and returns its change id.
     fn do_async(&self, method: &str, path: &str, body: &Value) -> Res<String> {
+        self.do_async_json(method, path, &go_json(body))
+    }
+
+    /// [`Client::do_async`] with the body already encoded (a Go struct's field order).
+    fn do_async_json(&self, method: &str, path: &str, body: &str) -> Res<String> {
         let env = self.call(method, path, Some(body))?;
         env.change
             .ok_or_else(|| Failure::Plain("async response without change reference".to_string()))
@@ -679,7 +732,9 @@ fn error_to_cmd_message(
             }
         }
         "snap-already-installed" => {
-            let snaps: Vec<String> = err
+            // snapd 2.77 sends {"snaps": [...]}; 2.57 sends the name as a string and its
+            // CLI uses the snap name it asked for.
+            let mut snaps: Vec<String> = err
                 .value
                 .get("snaps")
                 .and_then(Value::as_array)
@@ -689,6 +744,9 @@ fn error_to_cmd_message(
                         .collect()
                 })
                 .unwrap_or_default();
+            if snaps.is_empty() && !snap_name.is_empty() {
+                snaps.push(snap_name.clone());
+            }
             if snaps.is_empty() {
                 return Err(Failure::Api(err));
             }
@@ -799,7 +857,8 @@ fn revision_not_available_message(
                 if c.track == req.track {
                     parts.push("track");
                 }
-                if c.risk == req.risk {
+                // `Channel.Match`: the requested risk accepts equal or more stable ones.
+                if risk_level(&req.risk) >= risk_level(&c.risk) {
                     parts.push("risk");
                 }
                 parts.join(":") == key
@@ -894,6 +953,14 @@ fn revision_not_available_message(
     )
 }
 
+/// `riskLevel`: index of a risk in stable < candidate < beta < edge, -1 if unknown.
+fn risk_level(risk: &str) -> isize {
+    channel::RISKS
+        .iter()
+        .position(|r| *r == risk)
+        .map_or(-1, |i| i as isize)
+}
+
 fn install_table(snap: &str, action: &str, avail: &[&(Channel, String)], full: bool) -> String {
     let rows: Vec<(String, String)> = avail
         .iter()
@@ -977,7 +1044,7 @@ fn cmd_install(client: &Client, args: &[String], io: &mut Io) -> Res {
     ]);
     let opts = parse_opts(&spec, args)?;
     required(&opts, "<snap>")?;
-    let channel = channel_from_opts(&opts)?;
+    let channel = channel_from_opts(&opts, io)?;
     if opts.positional.len() > 1 {
         return Err(Failure::Plain(
             "fake snap: installing several snaps at once is not supported".to_string(),
@@ -1037,7 +1104,7 @@ fn cmd_refresh(client: &Client, args: &[String], io: &mut Io) -> Res {
         arg("transaction"),
     ]);
     let opts = parse_opts(&spec, args)?;
-    let channel = channel_from_opts(&opts)?;
+    let channel = channel_from_opts(&opts, io)?;
     if opts.positional.len() != 1 {
         return Err(Failure::Plain(
             "fake snap: refreshing all or several snaps at once is not supported".to_string(),
@@ -1385,13 +1452,18 @@ fn cmd_service(client: &Client, action: &str, args: &[String], io: &mut Io) -> R
     ];
     let opts = parse_opts(&spec, args)?;
     required(&opts, "<service>")?;
-    let mut body = Map::new();
-    body.insert("action".to_string(), json!(action));
-    body.insert("names".to_string(), json!(opts.positional));
+    // `client.appInstruction`: action, names, then enable/disable/reload (omitempty), in
+    // the struct's field order.
+    let mut body = format!(
+        "{{\"action\":{},\"names\":{}",
+        go_json(&json!(action)),
+        go_json(&json!(opts.positional))
+    );
     if opts.has(extra) {
-        body.insert(extra.to_string(), json!(true));
+        body.push_str(&format!(",\"{extra}\":true"));
     }
-    let change = client.do_async("POST", "/v2/apps", &Value::Object(body))?;
+    body.push('}');
+    let change = client.do_async_json("POST", "/v2/apps", &body)?;
     if opts.has("no-wait") {
         io.stdout.push_str(&format!("{change}\n"));
         return Ok(());

@@ -1,6 +1,11 @@
 //! A fake snapd on a Unix socket (snapd.md §1, §2.3, §3, §7) that knows one snap,
 //! `microsample`, plus a test-control API under `/fake/`.
 //!
+//! Where snapd 2.77's source (snapd.md) and the real snapd 2.57.6 seen on Debian 12
+//! (notes/snapd-real/FINDINGS.md) differ, the fake answers like the real daemon; the error
+//! texts and statuses it shares with the real one are checked against it by
+//! `tests/real_snapd.rs`.
+//!
 //! Control API (not part of snapd):
 //! - `GET /fake/state`: the whole [`FakeState`] plus a `workload` object;
 //! - `PUT /fake/state`: merge a JSON object of [`FakeState`] fields (top-level keys
@@ -132,8 +137,16 @@ pub struct FakeState {
     /// Fake store: fully qualified channel (`latest/edge`) -> release. Channels not
     /// listed are empty and follow the next more stable risk, like the real store.
     pub channels: BTreeMap<String, Release>,
-    /// Store unreachable: install/refresh fail with a persistent network error.
+    /// Store unreachable: install/refresh fail at once with HTTP 400 (no kind), like
+    /// snapd 2.57.6 when `api.snapcraft.io` does not resolve:
+    /// `cannot install "microsample": <store_error or STORE_DNS_ERROR>`.
     pub store_down: bool,
+    /// What the store connection failed with, when `store_down` (the text after
+    /// `cannot <action> "microsample": `). `None`: [`STORE_DNS_ERROR`], the text seen
+    /// here. Other real texts: `persistent network error: Post "...": dial tcp: lookup
+    /// api.snapcraft.io on 10.6.49.1:53: dial udp 10.6.49.1:53: connect: network is
+    /// unreachable` (DNS server unreachable, snapd wraps it after retries).
+    pub store_error: Option<String>,
     /// Device not yet seeded: install/refresh/remove get 409 (change-kind "seed").
     pub seeding: bool,
     /// Kind of a conflicting change in progress (e.g. `auto-refresh`): writes get 409.
@@ -176,6 +189,7 @@ impl Default for FakeState {
             snap: None,
             channels,
             store_down: false,
+            store_error: None,
             seeding: false,
             conflict: None,
             change_fails: None,
@@ -239,12 +253,18 @@ fn accepted(change: &str) -> Reply {
 }
 
 fn error_body(status: u16, message: &str, kind: Option<&str>, value: Option<&Value>) -> String {
+    error_body_raw(status, message, kind, value.map(go_json).as_deref())
+}
+
+/// Like [`error_body`] with `value` already encoded (Go structs keep their field order,
+/// which `go_json` of a map would sort).
+fn error_body_raw(status: u16, message: &str, kind: Option<&str>, value: Option<&str>) -> String {
     let mut result = format!("{{\"message\":{}", go_json_string(message));
     if let Some(kind) = kind {
         result.push_str(&format!(",\"kind\":{}", go_json_string(kind)));
     }
     if let Some(value) = value {
-        result.push_str(&format!(",\"value\":{}", go_json(value)));
+        result.push_str(&format!(",\"value\":{value}"));
     }
     result.push('}');
     format!(
@@ -267,7 +287,9 @@ fn quoted(s: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Snap object (snapd.md §2.3, key order of client.Snap)
 
-fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
+/// microsample's one app, a service (`client.AppInfo`, key order of the struct;
+/// `enabled` and `active` omitted when false).
+fn app_json(snap: &InstalledSnap, active: bool) -> String {
     let mut app = vec![
         ("snap", json!(SNAP)),
         ("name", json!(SNAP)),
@@ -280,7 +302,11 @@ fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
     if active {
         app.push(("active", json!(true)));
     }
-    let app_json = ordered(&app);
+    ordered(&app)
+}
+
+fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
+    let app_json = app_json(snap, active);
     let mut fields: Vec<(&str, Value)> = vec![
         ("id", json!(SNAP_ID)),
         ("title", json!(SNAP)),
@@ -520,15 +546,32 @@ fn snapctl_text(value: &Value) -> String {
     }
 }
 
-fn network_error(action: &str) -> Reply {
+/// How the store connection fails on a machine whose resolver says `api.snapcraft.io`
+/// does not exist (verbatim from snapd 2.57.6 on Debian 12, resolver 10.255.255.53).
+pub const STORE_DNS_ERROR: &str = "Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io on 10.255.255.53:53: no such host";
+
+/// snapd's answer to an install or refresh while the store is unreachable: it fails
+/// synchronously (no change), HTTP 400 without a kind (`errToResponse`'s default case).
+fn network_error(d: &Snapd, action: &str) -> Reply {
+    let detail = d.state.store_error.as_deref().unwrap_or(STORE_DNS_ERROR);
     error(
         400,
-        &format!(
-            "cannot {action} {}: persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host",
-            quoted(SNAP)
-        ),
+        &format!("cannot {action} {}: {detail}", quoted(SNAP)),
         None,
         None,
+    )
+}
+
+/// snapd 2.57.6's answer to a refresh or remove of a snap that is not installed
+/// (`POST /v2/snaps/<name>`). snapd 2.77's refresh says
+/// `cannot refresh "<name>": snap "<name>" is not installed` without a kind instead; the
+/// charm treats both as a failed `snap refresh`.
+fn not_installed(name: &str) -> Reply {
+    error(
+        400,
+        &format!("snap {} is not installed", quoted(name)),
+        Some("snap-not-installed"),
+        Some(&json!(name)),
     )
 }
 
@@ -662,22 +705,7 @@ fn post_snap(d: &mut Snapd, name: &str, body: &[u8]) -> Reply {
                 Some("snap-not-found"),
                 Some(&json!(name)),
             ),
-            "refresh" => error(
-                400,
-                &format!(
-                    "cannot refresh {}: snap {} is not installed",
-                    quoted(name),
-                    quoted(name)
-                ),
-                None,
-                None,
-            ),
-            _ => error(
-                400,
-                &format!("snap {} is not installed", quoted(name)),
-                Some("snap-not-installed"),
-                Some(&json!(name)),
-            ),
+            _ => not_installed(name),
         };
     }
     let reply = match inst.action.as_str() {
@@ -702,7 +730,7 @@ fn install(d: &mut Snapd, requested: &str) -> Reply {
         return reply;
     }
     if d.state.store_down {
-        return network_error("install");
+        return network_error(d, "install");
     }
     let wanted = if requested.is_empty() {
         "stable"
@@ -766,22 +794,13 @@ fn channel_not_available(d: &Snapd, action: &str, requested: &str) -> Reply {
 
 fn refresh(d: &mut Snapd, requested: &str) -> Reply {
     let Some(snap) = d.state.snap.clone() else {
-        return error(
-            400,
-            &format!(
-                "cannot refresh {}: snap {} is not installed",
-                quoted(SNAP),
-                quoted(SNAP)
-            ),
-            None,
-            None,
-        );
+        return not_installed(SNAP);
     };
     if let Some(reply) = d.conflict_error(true, true) {
         return reply;
     }
     if d.state.store_down {
-        return network_error("refresh");
+        return network_error(d, "refresh");
     }
     let resolved = match channel::resolve(&snap.tracking_channel, requested) {
         Ok(r) => r,
@@ -844,12 +863,7 @@ fn refresh(d: &mut Snapd, requested: &str) -> Reply {
 
 fn remove(d: &mut Snapd) -> Reply {
     let Some(snap) = d.state.snap.clone() else {
-        return error(
-            400,
-            &format!("snap {} is not installed", quoted(SNAP)),
-            Some("snap-not-installed"),
-            Some(&json!(SNAP)),
-        );
+        return not_installed(SNAP);
     };
     if let Some(reply) = d.conflict_error(true, true) {
         return reply;
@@ -900,16 +914,21 @@ fn get_conf(d: &Snapd, name: &str, req: &Request) -> Reply {
                 out.insert(key, v);
             }
             None => {
-                return error(
+                // value is Go's `config.NoOptionError` struct: field order, not sorted.
+                let value = ordered(&[("SnapName", json!(name)), ("Key", json!(key))]);
+                return Reply::Resp(Response::json(
                     400,
-                    &format!(
-                        "snap {} has no {} configuration option",
-                        quoted(name),
-                        quoted(&key)
+                    error_body_raw(
+                        400,
+                        &format!(
+                            "snap {} has no {} configuration option",
+                            quoted(name),
+                            quoted(&key)
+                        ),
+                        Some("option-not-found"),
+                        Some(&value),
                     ),
-                    Some("option-not-found"),
-                    Some(&json!({"SnapName": name, "Key": key})),
-                )
+                ));
             }
         }
     }
@@ -1230,17 +1249,94 @@ fn list_snaps(d: &Snapd, req: &Request) -> Reply {
     ))
 }
 
+/// `GET /v2/apps[?names=a,b][&select=service]` (`daemon/api_apps.go` `appInfosFor`).
+fn get_apps(d: &Snapd, req: &Request) -> Reply {
+    let what = match req.query_param("select").unwrap_or_default().as_str() {
+        "" => "app",
+        "service" => "service",
+        other => {
+            return error(
+                400,
+                &format!("invalid select parameter: {}", quoted(other)),
+                None,
+                None,
+            )
+        }
+    };
+    let requested: Vec<String> = req
+        .query_param("names")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    let app_name = format!("{SNAP}.{SNAP}");
+    let mut found: Vec<&str> = Vec::new();
+    let mut apps = Vec::new();
+    if let Some(snap) = &d.state.snap {
+        let include_all = requested.is_empty() || requested.iter().any(|r| r == SNAP);
+        if include_all {
+            found.push(SNAP);
+        }
+        if include_all || requested.contains(&app_name) {
+            apps.push(app_json(snap, d.service_active()));
+            found.push(&app_name);
+        }
+    }
+    for name in &requested {
+        if found.contains(&name.as_str()) {
+            continue;
+        }
+        return match name.split_once('.') {
+            None => error(
+                404,
+                &format!("snap {} not found", quoted(name)),
+                Some("snap-not-found"),
+                Some(&json!(name)),
+            ),
+            Some((snap, app)) => error(
+                404,
+                &format!("snap {} has no {what} {}", quoted(snap), quoted(app)),
+                Some("app-not-found"),
+                None,
+            ),
+        };
+    }
+    sync(&format!("[{}]", apps.join(",")))
+}
+
+/// `GET /v2/system-info`: a Go map, so keys are sorted; values as seen from the real
+/// snapd 2.57.6 on Debian 12 (`build-id`, `kernel-version`, `refresh.hold` vary).
 fn system_info() -> Reply {
-    sync(&ordered(&[
-        ("series", json!("16")),
-        ("version", json!("2.77")),
-        ("build-id", json!("fake")),
-        ("os-release", json!({"id": "ubuntu", "version-id": "24.04"})),
-        ("on-classic", json!(true)),
-        ("managed", json!(false)),
-        ("kernel-version", json!("6.8.0-fake")),
-        ("architecture", json!(ARCH)),
-    ]))
+    let sandbox = json!({
+        "confinement-options": ["classic", "devmode"],
+        "dbus": ["mediated-bus-access"],
+        "kmod": ["mediated-modprobe"],
+        "mount": ["freezer-cgroup-v1", "layouts", "mount-namespace", "per-snap-persistency",
+                  "per-snap-profiles", "per-snap-updates", "per-snap-user-profiles",
+                  "stale-base-invalidation"],
+        "seccomp": ["bpf-actlog", "bpf-argument-filtering", "kernel:allow", "kernel:errno",
+                    "kernel:kill_process", "kernel:kill_thread", "kernel:log", "kernel:trace",
+                    "kernel:trap", "kernel:user_notif"],
+        "udev": ["device-cgroup-v1", "device-filtering", "tagging"],
+    });
+    sync(&go_json(&json!({
+        "architecture": ARCH,
+        "build-id": "0000000000000000000000000000000000000000",
+        "confinement": "partial",
+        "kernel-version": "6.1.0-fake",
+        "locations": {"snap-bin-dir": "/snap/bin", "snap-mount-dir": "/snap"},
+        "managed": false,
+        "on-classic": true,
+        "os-release": {"id": "debian", "version-id": "12"},
+        "refresh": {"timer": "00:00~24:00/4"},
+        "sandbox-features": sandbox,
+        "series": "16",
+        "system-mode": "run",
+        "version": "2.57.6-1+deb12u1+b2",
+        "virtualization": "docker",
+    })))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1405,12 +1501,7 @@ fn route(shared: &Shared, req: &Request) -> Reply {
         },
         ["v2", "apps"] => match m {
             "POST" => post_apps(&mut d, &req.body),
-            "GET" => error(
-                501,
-                "fake snapd: listing apps is not implemented",
-                None,
-                None,
-            ),
+            "GET" => get_apps(&d, req),
             _ => method_not_allowed(m),
         },
         ["v2", "changes", id] if !id.is_empty() => match m {
