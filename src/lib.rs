@@ -53,7 +53,11 @@ pub fn run(dispatch_path: Option<OsString>) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let mut tools = ProcessTools::default();
+    let mut tools = juju::Reported::new(ProcessTools::default(), juju::reported::FILE);
+    if let Dispatch::Hook(juju::Hook::Stop | juju::Hook::Remove) = dispatch {
+        // The agent has just set a status of its own.
+        tools.forget();
+    }
     let mut machine = charm::System::default();
     let topology = cos::Topology::from_env();
     match charm::handle(&mut tools, &mut machine, &topology, &dispatch) {

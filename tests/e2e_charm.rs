@@ -294,7 +294,6 @@ fn store_down_fails_the_hook_then_the_retry_recovers() {
 #[test]
 fn upgrade_charm_then_config_changed_keep_the_snap_and_report_the_version() {
     let (unit, _) = deployed();
-    unit.update_juju_state(|s| s.workload_version = None);
     for hook in ["upgrade-charm", "config-changed"] {
         let run = unit.run_hook(hook);
         ok(&run);
@@ -302,10 +301,44 @@ fn upgrade_charm_then_config_changed_keep_the_snap_and_report_the_version() {
         assert_eq!(
             unit.workload_version().as_deref(),
             Some("0+git.57e56f2"),
-            "{hook} sets the version"
+            "{hook}: the version is shown"
         );
         assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+        // Juju already shows both: not reported again.
+        assert!(run.calls_to("status-set").is_empty(), "{hook}");
+        assert!(run.calls_to("application-version-set").is_empty(), "{hook}");
     }
+}
+
+#[test]
+fn a_snapd_auto_refresh_shows_up_in_the_version_on_update_status() {
+    let (unit, _) = deployed();
+    let mut snap = unit.snapd_state()["snap"].clone();
+    snap["version"] = json!("0+git.6a1b2c3");
+    unit.snapd_put(json!({ "snap": snap }));
+    let run = unit.run_hook("update-status");
+    ok(&run);
+    assert_eq!(
+        calls(&run)
+            .into_iter()
+            .filter(|c| c.starts_with("application-version-set"))
+            .collect::<Vec<_>>(),
+        ["application-version-set -- 0+git.6a1b2c3"]
+    );
+    assert_eq!(unit.workload_version().as_deref(), Some("0+git.6a1b2c3"));
+}
+
+#[test]
+fn after_the_agent_sets_a_status_the_charm_reports_again() {
+    // Before `stop` and `remove` the agent sets statuses of its own (maintenance); after a
+    // machine reboot Juju runs `start`, which must put the truth back.
+    let (unit, _) = deployed();
+    ok(&unit.run_hook("stop"));
+    assert_eq!(unit.status().0, "maintenance");
+    let start = unit.run_hook("start");
+    ok(&start);
+    assert_eq!(start.calls_to("status-set").len(), 1);
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
 }
 
 #[test]
@@ -336,9 +369,8 @@ fn steady_state_update_status_only_reads_and_reports() {
         [
             "config-get --format=json".to_string(),
             "opened-ports --format=json".to_string(),
-            "application-version-set -- 0+git.57e56f2".to_string(),
-            "status-set active -- Ready at 'edge'".to_string(),
-        ]
+        ],
+        "status and version unchanged: Juju shows them already"
     );
     let requests: Vec<_> = run
         .snapd_requests

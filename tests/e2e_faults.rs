@@ -242,6 +242,10 @@ fn failing_hook_tools_fail_the_hook_with_their_error() {
         ("application-version-set", 1),
     ] {
         let (unit, _) = deployed();
+        // A new version (a snapd auto-refresh) so there is a version to report.
+        let mut snap = unit.snapd_state()["snap"].clone();
+        snap["version"] = json!("0+git.6a1b2c3");
+        unit.snapd_put(json!({ "snap": snap }));
         unit.fail_tool(tool, exit, "ERROR connection is shut down\n");
         let run = unit.run_hook("update-status");
         assert_eq!(run.exit, Some(1), "{tool}");
@@ -265,12 +269,17 @@ fn failing_hook_tools_fail_the_hook_with_their_error() {
 fn a_failing_status_set_still_fails_the_hook_loudly() {
     let (unit, _) = deployed();
     unit.fail_tool("status-set", 1, "ERROR connection is shut down\n");
-    let run = unit.run_hook("update-status");
+    unit.set_config("channel", json!("no/such/channel/here"));
+    let run = unit.run_hook("config-changed");
     assert_eq!(run.exit, Some(1));
     assert!(unit
         .logs()
         .iter()
-        .any(|l| l.level == "ERROR" && l.message.contains("cannot set status")));
+        .any(|l| l.level == "ERROR" && l.message.contains("cannot set status blocked")));
+    // Once status-set works again, the status the failed hook could not set is set.
+    unit.update_juju_state(|s| s.tool_faults.clear());
+    ok(&unit.run_hook("config-changed"));
+    assert_eq!(unit.status().0, "blocked");
 }
 
 #[test]

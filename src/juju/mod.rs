@@ -4,7 +4,9 @@
 
 pub mod event;
 pub mod logger;
+pub mod reported;
 pub mod tools;
 
 pub use event::{Dispatch, DispatchError, Hook};
+pub use reported::Reported;
 pub use tools::{HookTools, ProcessTools, Status, StatusKind, ToolError};
