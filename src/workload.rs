@@ -40,6 +40,9 @@ pub fn probe(port: u16, timeout: Duration) -> Health {
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
+        // ureq zero-fills 128 KiB buffers by default; the answer is "Online".
+        .input_buffer_size(8 * 1024)
+        .output_buffer_size(8 * 1024)
         .build()
         .into();
     let url = format!("http://127.0.0.1:{port}/");

@@ -1,5 +1,5 @@
 //! The `log` backend: records go to `juju-log` inside a hook, so they land in
-//! `juju debug-log`; run by hand (no `JUJU_CONTEXT_ID`) they go to syslog, or to stderr when
+//! `juju debug-log` (DEBUG records go to stdout, which the agent logs at DEBUG); run by hand (no `JUJU_CONTEXT_ID`) they go to syslog, or to stderr when
 //! there is no syslog socket. A logging failure never fails a hook.
 
 use std::io::Write;
@@ -92,6 +92,11 @@ impl Log for Logger {
         let message = record.args().to_string();
         let level = record.level();
         match &self.backend {
+            // The unit agent logs a hook's stdout at DEBUG (juju-contract.md §1.2): the same
+            // place in `juju debug-log`, without a `juju-log` process per line.
+            Backend::JujuLog if level >= Level::Debug => {
+                let _ = writeln!(std::io::stdout(), "{message}");
+            }
             Backend::JujuLog => {
                 let args = ["--log-level", juju_level(level), "--", &message];
                 let ok = process::run(Command::new("juju-log").args(args), None, JUJU_LOG_TIMEOUT)

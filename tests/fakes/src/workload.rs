@@ -64,10 +64,6 @@ impl Workload {
                 return;
             }
         };
-        if let Err(e) = listener.set_nonblocking(true) {
-            self.last_error = Some(format!("cannot configure listener: {e}"));
-            return;
-        }
         self.last_error = None;
         let stop = Arc::new(AtomicBool::new(false));
         let shared = self.shared.clone();
@@ -84,6 +80,9 @@ impl Workload {
     pub fn stop(&mut self) {
         if let Some(mut r) = self.running.take() {
             r.stop.store(true, Ordering::SeqCst);
+            // The accept loop blocks (no polling delay on a probe); a connection wakes it
+            // to see the stop flag.
+            let _ = TcpStream::connect(("127.0.0.1", r.port));
             if let Some(t) = r.thread.take() {
                 let _ = t.join();
             }
@@ -98,14 +97,15 @@ impl Drop for Workload {
 }
 
 fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, shared: Shared) {
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match accepted {
             Ok((stream, _)) => {
                 let shared = shared.clone();
                 thread::spawn(move || serve_connection(stream, shared));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(10));
             }
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
