@@ -3,54 +3,11 @@
 
 mod common;
 
-use common::{free_port, HookRun, Unit};
+use common::{call_lines, deployed, free_port, ok, snap_calls, Unit};
 use serde_json::{json, Value};
-
-fn ok(run: &HookRun) {
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "hook failed\nstderr: {}\ncalls: {:#?}",
-        run.stderr,
-        run.calls
-    );
-}
-
-/// The tool invocations of a run as `tool arg arg ...` lines, without `juju-log`.
-fn calls(run: &HookRun) -> Vec<String> {
-    run.calls
-        .iter()
-        .filter(|c| c.tool != "juju-log")
-        .map(|c| {
-            std::iter::once(c.tool.as_str())
-                .chain(c.args.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
-
-/// The `snap` commands of a run.
-fn snap_calls(run: &HookRun) -> Vec<String> {
-    calls(run)
-        .into_iter()
-        .filter(|c| c.starts_with("snap "))
-        .collect()
-}
 
 fn snap_field(unit: &Unit, field: &str) -> Value {
     unit.snapd_state()["snap"][field].clone()
-}
-
-/// A unit with `port` configured, taken through Juju's deploy sequence.
-fn deployed() -> (Unit, u16) {
-    let unit = Unit::new();
-    let port = free_port();
-    unit.set_config("port", json!(port));
-    for hook in ["install", "leader-elected", "config-changed", "start"] {
-        ok(&unit.run_hook(hook));
-    }
-    (unit, port)
 }
 
 #[test]
@@ -61,7 +18,7 @@ fn deploy_installs_from_edge_and_goes_active() {
 
     let install = unit.run_hook("install");
     ok(&install);
-    let install_calls = calls(&install);
+    let install_calls = call_lines(&install);
     assert_eq!(install_calls[0], "config-get --format=json");
     assert_eq!(
         install_calls[1],
@@ -86,9 +43,9 @@ fn deploy_installs_from_edge_and_goes_active() {
     let leader = unit.run_hook("leader-elected");
     ok(&leader);
     assert!(
-        calls(&leader).is_empty(),
+        call_lines(&leader).is_empty(),
         "leader-elected does nothing: {:?}",
-        calls(&leader)
+        call_lines(&leader)
     );
 
     for hook in ["config-changed", "start"] {
@@ -97,7 +54,7 @@ fn deploy_installs_from_edge_and_goes_active() {
         assert!(
             run.calls_to("snap").is_empty(),
             "{hook} re-ran snap: {:?}",
-            calls(&run)
+            call_lines(&run)
         );
     }
     assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
@@ -176,7 +133,7 @@ fn invalid_channels_block_and_run_no_snap_command() {
         assert!(
             run.calls_to("snap").is_empty(),
             "{channel}: {:?}",
-            calls(&run)
+            call_lines(&run)
         );
         assert!(run.snapd_requests.is_empty(), "{channel}: asked snapd");
         assert_eq!(
@@ -297,7 +254,11 @@ fn upgrade_charm_then_config_changed_keep_the_snap_and_report_the_version() {
     for hook in ["upgrade-charm", "config-changed"] {
         let run = unit.run_hook(hook);
         ok(&run);
-        assert!(run.calls_to("snap").is_empty(), "{hook}: {:?}", calls(&run));
+        assert!(
+            run.calls_to("snap").is_empty(),
+            "{hook}: {:?}",
+            call_lines(&run)
+        );
         assert_eq!(
             unit.workload_version().as_deref(),
             Some("0+git.57e56f2"),
@@ -319,7 +280,7 @@ fn a_snapd_auto_refresh_shows_up_in_the_version_on_update_status() {
     let run = unit.run_hook("update-status");
     ok(&run);
     assert_eq!(
-        calls(&run)
+        call_lines(&run)
             .into_iter()
             .filter(|c| c.starts_with("application-version-set"))
             .collect::<Vec<_>>(),
@@ -365,7 +326,7 @@ fn steady_state_update_status_only_reads_and_reports() {
     let run = unit.run_hook("update-status");
     ok(&run);
     assert_eq!(
-        calls(&run),
+        call_lines(&run),
         [
             "config-get --format=json".to_string(),
             "opened-ports --format=json".to_string(),
@@ -428,7 +389,7 @@ fn stop_leaves_the_workload_and_remove_removes_the_snap() {
     let (unit, port) = deployed();
     let stop = unit.run_hook("stop");
     ok(&stop);
-    assert!(calls(&stop).is_empty(), "{:?}", calls(&stop));
+    assert!(call_lines(&stop).is_empty(), "{:?}", call_lines(&stop));
     assert_eq!(
         unit.workload_get(port, "/").map(|r| r.0),
         Some(200),

@@ -7,28 +7,8 @@ use std::io::Read;
 use std::process::Command;
 
 use base64::Engine as _;
-use common::{free_port, HookRun, Unit};
+use common::{deployed, free_port, ok, HookRun, Unit};
 use serde_json::{json, Value};
-
-fn ok(run: &HookRun) {
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "failed\nstderr: {}\ncalls: {:#?}",
-        run.stderr,
-        run.calls
-    );
-}
-
-fn deployed() -> (Unit, u16) {
-    let unit = Unit::new();
-    let port = free_port();
-    unit.set_config("port", json!(port));
-    for hook in ["install", "leader-elected", "config-changed", "start"] {
-        ok(&unit.run_hook(hook));
-    }
-    (unit, port)
-}
 
 fn relation_hook(unit: &Unit, kind: &str) -> HookRun {
     unit.run_hook_with_env(

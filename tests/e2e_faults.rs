@@ -7,28 +7,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{free_port, HookRun, Unit};
+use common::{deployed, free_port, ok, HookRun, Unit};
 use serde_json::json;
-
-fn ok(run: &HookRun) {
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "failed\nstderr: {}\ncalls: {:#?}",
-        run.stderr,
-        run.calls
-    );
-}
-
-fn deployed() -> (Unit, u16) {
-    let unit = Unit::new();
-    let port = free_port();
-    unit.set_config("port", json!(port));
-    for hook in ["install", "config-changed", "start"] {
-        ok(&unit.run_hook(hook));
-    }
-    (unit, port)
-}
 
 /// A transient fault: the hook fails (so Juju retries), no signal, the status names the
 /// cause, an ERROR line says it, and `active` was not set during that hook.

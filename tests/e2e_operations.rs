@@ -3,35 +3,8 @@
 
 mod common;
 
-use common::{free_port, HookRun, Unit};
+use common::{deployed, free_port, ok, snap_calls, Unit};
 use serde_json::{json, Value};
-
-fn ok(run: &HookRun) {
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "failed\nstderr: {}\ncalls: {:#?}",
-        run.stderr,
-        run.calls
-    );
-}
-
-fn snap_calls(run: &HookRun) -> Vec<String> {
-    run.calls_to("snap")
-        .iter()
-        .map(|c| format!("snap {}", c.args.join(" ")))
-        .collect()
-}
-
-fn deployed() -> (Unit, u16) {
-    let unit = Unit::new();
-    let port = free_port();
-    unit.set_config("port", json!(port));
-    for hook in ["install", "leader-elected", "config-changed", "start"] {
-        ok(&unit.run_hook(hook));
-    }
-    (unit, port)
-}
 
 /// Stops microsample's service behind the charm's back (as a crash would).
 fn stop_service(unit: &Unit) {

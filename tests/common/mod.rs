@@ -1017,3 +1017,48 @@ fn kill_group(pgid: u32) {
         .stderr(Stdio::null())
         .status();
 }
+
+/// Fails the test, showing stderr and the tool calls, unless the run exited 0.
+pub fn ok(run: &HookRun) {
+    assert_eq!(
+        run.exit,
+        Some(0),
+        "hook failed\nstderr: {}\ncalls: {:#?}",
+        run.stderr,
+        run.calls
+    );
+}
+
+/// A unit with `port` set to a free port, taken through Juju's deploy sequence (install,
+/// leader-elected, config-changed, start); returns it and the port.
+pub fn deployed() -> (Unit, u16) {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.set_config("port", json!(port));
+    for hook in ["install", "leader-elected", "config-changed", "start"] {
+        ok(&unit.run_hook(hook));
+    }
+    (unit, port)
+}
+
+/// The tool invocations of a run as `tool arg arg ...` lines, without `juju-log`.
+pub fn call_lines(run: &HookRun) -> Vec<String> {
+    run.calls
+        .iter()
+        .filter(|c| c.tool != "juju-log")
+        .map(|c| {
+            std::iter::once(c.tool.as_str())
+                .chain(c.args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The `snap` commands of a run, as `snap arg arg ...` lines.
+pub fn snap_calls(run: &HookRun) -> Vec<String> {
+    call_lines(run)
+        .into_iter()
+        .filter(|c| c.starts_with("snap "))
+        .collect()
+}
