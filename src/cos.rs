@@ -120,7 +120,6 @@ pub fn unit_databag(topology: &Topology, port: u16) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn topology() -> Topology {
         Topology {
@@ -179,25 +178,5 @@ mod tests {
         assert_eq!(down["labels"]["severity"], "critical");
         assert_eq!(down["labels"]["juju_application"], "microsample");
         assert!(!rules.to_string().contains(TOPOLOGY_PLACEHOLDER));
-    }
-
-    #[test]
-    fn the_dashboard_decodes_to_the_repo_file() {
-        use base64::Engine as _;
-        let xz = base64::engine::general_purpose::STANDARD
-            .decode(DASHBOARD_XZ_BASE64)
-            .unwrap();
-        let mut json = Vec::new();
-        lzma_rs::xz_decompress(&mut &xz[..], &mut json).unwrap();
-        let mut repo = Vec::new();
-        std::fs::File::open(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src/cos/dashboard.json"
-        ))
-        .unwrap()
-        .read_to_end(&mut repo)
-        .unwrap();
-        assert_eq!(json, repo);
-        assert!(DASHBOARD_XZ_BASE64.starts_with("/Td6WFo"), "an xz stream");
     }
 }

@@ -7,10 +7,12 @@
 //! the service answers, and reports all of it through the hook tools.
 //!
 //! Modules, one concern each:
-//! - [`juju`]: the event, the hook tools, the `juju-log` logger;
+//! - [`juju`]: the event, the hook tools (and what was last reported), the `juju-log`
+//!   logger;
 //! - [`snap`]: channel grammar, snapd REST client, `snap` CLI runner;
 //! - [`charm`]: the reconcile and the actions, from config and observed state to one status;
 //! - [`workload`]: is microsample answering on its port;
+//! - [`cos`]: what the `cos-agent` relation carries (scrape job, alert rules, dashboard);
 //! - [`metadata`]: names and defaults generated from `charmcraft.yaml` at build time.
 
 pub mod charm;
