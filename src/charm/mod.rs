@@ -193,6 +193,14 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         Ok(snap)
     }
 
+    /// What snapd reports right after a `snap <verb>` that succeeded: it must list the snap.
+    fn observe_after(&mut self, verb: &str) -> Step<Snap> {
+        self.observe()?.ok_or_else(|| Stop::Fault {
+            status: Status::waiting(format!("{SNAP_NAME} missing after {verb}, will retry")),
+            cause: format!("snap {verb} {SNAP_NAME} succeeded but snapd does not list it"),
+        })
+    }
+
     /// The snap, installed if missing and moved to `channel` if it tracks another one.
     fn ensure_snap(&mut self, channel: &Channel) -> Step<Snap> {
         let snap = match self.observe()? {
@@ -203,12 +211,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
                     .install(channel)
                     .map_err(|e| snap_command_stop("install", e))?;
                 log::info!("installed {SNAP_NAME} from channel '{channel}'");
-                self.observe()?.ok_or_else(|| Stop::Fault {
-                    status: Status::waiting(format!(
-                        "{SNAP_NAME} missing after install, will retry"
-                    )),
-                    cause: format!("snap install {SNAP_NAME} succeeded but snapd does not list it"),
-                })?
+                self.observe_after("install")?
             }
         };
         if snap
@@ -223,10 +226,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         self.machine
             .refresh(channel)
             .map_err(|e| snap_command_stop("refresh", e))?;
-        let snap = self.observe()?.ok_or_else(|| Stop::Fault {
-            status: Status::waiting(format!("{SNAP_NAME} missing after refresh, will retry")),
-            cause: format!("snap refresh {SNAP_NAME} succeeded but snapd does not list it"),
-        })?;
+        let snap = self.observe_after("refresh")?;
         let now = snap.tracking_channel.clone().unwrap_or_default();
         if !channel.is_tracked_by(&now) {
             return Err(Stop::Fault {
