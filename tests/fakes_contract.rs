@@ -14,13 +14,12 @@ mod gnuflag;
 #[path = "fakes/src/output.rs"]
 mod output;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, juju_state, Unit};
+use common::{free_port, juju_state, split_head, Unit};
 use serde_json::{json, Value};
 
 /// Result of running a fake tool.
@@ -979,31 +978,7 @@ fn snap_hang_knob() {
 
 /// Sends raw bytes, returns everything read until EOF or `timeout`.
 fn raw(unit: &Unit, request: &str, timeout: Duration) -> Vec<u8> {
-    let mut s = UnixStream::connect(&unit.socket).unwrap();
-    s.set_read_timeout(Some(timeout)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-fn split_response(bytes: &[u8]) -> (String, Vec<u8>) {
-    let pos = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no header terminator");
-    (
-        String::from_utf8_lossy(&bytes[..pos]).into_owned(),
-        bytes[pos + 4..].to_vec(),
-    )
+    common::raw_exchange(&unit.socket, request.as_bytes(), timeout)
 }
 
 #[test]
@@ -1036,7 +1011,7 @@ fn snap_not_found_envelope_is_byte_exact() {
         "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     );
-    let (head, body) = split_response(&out);
+    let (head, body) = split_head(&out);
     let expected = "{\"type\":\"error\",\"status-code\":404,\"status\":\"Not Found\",\"result\":{\"message\":\"snap not installed\",\"kind\":\"snap-not-found\",\"value\":\"microsample\"}}";
     assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
     assert!(
@@ -1061,7 +1036,7 @@ fn snap_not_found_envelope_is_byte_exact() {
         "PUT /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
         Duration::from_secs(5),
     );
-    let (head, body) = split_response(&out);
+    let (head, body) = split_head(&out);
     assert!(head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
     assert_eq!(
         String::from_utf8_lossy(&body),
@@ -1079,7 +1054,7 @@ fn large_bodies_are_chunked_and_http10_gets_close_delimited() {
         "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     );
-    let (head, body) = split_response(&small);
+    let (head, body) = split_head(&small);
     assert!(body.len() <= 2048);
     assert!(
         head.contains(&format!("Content-Length: {}", body.len())),
@@ -1095,7 +1070,7 @@ fn large_bodies_are_chunked_and_http10_gets_close_delimited() {
         "GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(30),
     );
-    let (head, chunked) = split_response(&big);
+    let (head, chunked) = split_head(&big);
     assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
     assert!(!head.contains("Content-Length"));
     let decoded = common::http::read_chunked(&mut &chunked[..], usize::MAX).unwrap();
@@ -1108,7 +1083,7 @@ fn large_bodies_are_chunked_and_http10_gets_close_delimited() {
         "GET /v2/snaps/microsample HTTP/1.0\r\n\r\n",
         Duration::from_secs(30),
     );
-    let (head, body) = split_response(&old);
+    let (head, body) = split_head(&old);
     assert!(head.starts_with("HTTP/1.0 200 OK"));
     assert!(!head.contains("Content-Length") && !head.contains("Transfer-Encoding"));
     assert_eq!(body.len(), decoded.len());
@@ -1230,7 +1205,7 @@ fn get_snap_faults() {
     assert!(get(Duration::from_secs(5)).is_empty());
 
     unit.set_get_snap_fault(Some("truncated_body"), None);
-    let (head, body) = split_response(&get(Duration::from_secs(5)));
+    let (head, body) = split_head(&get(Duration::from_secs(5)));
     let declared: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
@@ -1240,7 +1215,7 @@ fn get_snap_faults() {
     assert!(body.len() < declared);
 
     unit.set_get_snap_fault(Some("invalid_json"), None);
-    let (_, body) = split_response(&get(Duration::from_secs(5)));
+    let (_, body) = split_head(&get(Duration::from_secs(5)));
     assert!(serde_json::from_slice::<Value>(&body).is_err());
 
     unit.set_get_snap_fault(Some("hang"), None);
@@ -1397,7 +1372,7 @@ fn snap_errors_of_a_missing_snap_and_the_apps_listing() {
         "GET /v2/snaps/microsample/conf?keys=port HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     );
-    let (_, body) = split_response(&out);
+    let (_, body) = split_head(&out);
     assert_eq!(
         String::from_utf8_lossy(&body),
         r#"{"type":"error","status-code":400,"status":"Bad Request","result":{"message":"snap \"microsample\" has no \"port\" configuration option","kind":"option-not-found","value":{"SnapName":"microsample","Key":"port"}}}"#

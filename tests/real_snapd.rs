@@ -23,13 +23,13 @@
 mod common;
 
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
+use common::{http, split_head, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
 use microsample_charm::snap::snapd::{decode, decode_snap};
 use microsample_charm::snap::{SnapdClient, SnapdError};
 use serde_json::Value;
@@ -524,6 +524,16 @@ fn cli_mismatch(
     ))
 }
 
+/// A fresh `SNAPPY_GLOBAL_ROOT` for the real CLI (a temporary directory with an empty
+/// `run/`), and the socket path in it that the real CLI dials, `run/snapd.socket`, where
+/// nothing is yet.
+fn snappy_root(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    fs::create_dir_all(root.path().join("run")).unwrap();
+    let socket = root.path().join("run/snapd.socket");
+    (root, socket)
+}
+
 /// A fake unit set up like this machine: nothing installed, the store unreachable.
 fn fake_without_store() -> Unit {
     let unit = Unit::new();
@@ -576,12 +586,7 @@ fn raw_request(socket: &Path, method: &str, path: &str, body: Option<&str>) -> A
     request.push_str(body.unwrap_or(""));
     let bytes = raw_bytes(socket, request.as_bytes());
     let (head, raw_body) = split_head(&bytes);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let (status, headers) = parse_head(&head);
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "Transfer-Encoding" && v == "chunked");
@@ -599,24 +604,18 @@ fn raw_request(socket: &Path, method: &str, path: &str, body: Option<&str>) -> A
 
 /// Writes `request` and reads until EOF (or 10 s of silence).
 fn raw_bytes(socket: &Path, request: &[u8]) -> Vec<u8> {
-    let mut s = UnixStream::connect(socket)
-        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", socket.display()));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
+    common::raw_exchange(socket, request, Duration::from_secs(10))
 }
 
-fn split_head(bytes: &[u8]) -> (String, Vec<u8>) {
-    let pos = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(bytes)));
-    (
-        String::from_utf8_lossy(&bytes[..pos]).into_owned(),
-        bytes[pos + 4..].to_vec(),
-    )
+/// The status line and the headers, in order, of an answer's head.
+fn parse_head(head: &str) -> (String, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (status, headers)
 }
 
 /// Header names in order, `Date` checked present and dropped from the values.
@@ -1064,12 +1063,7 @@ fn the_fake_snap_cli_fails_like_the_real_one_without_snapd() {
     require_real_snapd();
     let real = Unit::with_real_snapd();
     let fake = fake_without_store();
-    let root = tempfile::Builder::new()
-        .prefix("nosnapd-")
-        .tempdir()
-        .unwrap();
-    fs::create_dir_all(root.path().join("run")).unwrap();
-    let socket = root.path().join("run/snapd.socket");
+    let (root, socket) = snappy_root("nosnapd-");
     let root_str = root.path().to_str().unwrap();
     let socket_str = socket.to_str().unwrap();
     let mut mismatches = Vec::new();
@@ -1116,12 +1110,7 @@ fn the_fake_snap_cli_retries_reads_until_snapd_is_there_like_the_real_one() {
     require_real_snapd();
     let real = Unit::with_real_snapd();
     let fake = fake_without_store();
-    let root = tempfile::Builder::new()
-        .prefix("latesnapd-")
-        .tempdir()
-        .unwrap();
-    fs::create_dir_all(root.path().join("run")).unwrap();
-    let socket = root.path().join("run/snapd.socket");
+    let (root, socket) = snappy_root("latesnapd-");
     let root_str = root.path().to_str().unwrap().to_string();
     let socket_str = socket.to_str().unwrap().to_string();
     let args = ["get", "microsample", "port"];
@@ -1222,12 +1211,7 @@ fn the_fake_snapd_frames_http_like_the_real_one() {
     let shape = |socket: &Path| {
         let out = raw_bytes(socket, b"GET /v2/snaps/microsample HTTP/1.0\r\n\r\n");
         let (head, body) = split_head(&out);
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let (status, headers) = parse_head(&head);
         (status, header_shape(&headers), body)
     };
     assert_eq!(shape(fake.socket.as_path()), shape(real_socket), "HTTP/1.0");
@@ -1369,9 +1353,8 @@ fn the_fake_snap_cli_renders_snapd_answers_like_the_real_cli() {
     for (args, setup) in &cases {
         let for_real = fake_snapd(setup.as_ref());
         let for_fake = fake_snapd(setup.as_ref());
-        let root = tempfile::Builder::new().prefix("rs-").tempdir().unwrap();
-        fs::create_dir_all(root.path().join("run")).unwrap();
-        std::os::unix::fs::symlink(&for_real.socket, root.path().join("run/snapd.socket")).unwrap();
+        let (root, socket) = snappy_root("rs-");
+        std::os::unix::fs::symlink(&for_real.socket, socket).unwrap();
         let root_str = root.path().to_str().unwrap();
         // Each CLI finds its snap bin dir on PATH, so neither prints the PATH warning.
         let real_path = format!(

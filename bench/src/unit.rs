@@ -1,46 +1,23 @@
 //! One simulated Juju unit for one charm, like the end-to-end harness
 //! (`tests/common/mod.rs`): its own directory with the hook-tool symlinks to the compiled
 //! `fake-juju`, the charm directory, the fake Juju state (`FAKE_JUJU_DIR`) and its own fake
-//! snapd (`fake-juju serve-snapd`) with the microsample workload.
+//! snapd (`fake-juju serve-snapd`) with the microsample workload. The links, the fake snapd
+//! and the hook environment come from the harness's `tests/common/juju_unit.rs`.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use crate::http;
 use crate::juju_state::{self, JujuState};
+use crate::juju_unit::{self, DispatchEnv, UNIT_NAME};
 use crate::launch;
 
-/// Hook tools linked into the tools directory (the harness's list), plus `snap`.
-pub const HOOK_TOOLS: [&str; 17] = [
-    "status-set",
-    "status-get",
-    "config-get",
-    "application-version-set",
-    "juju-log",
-    "is-leader",
-    "open-port",
-    "close-port",
-    "opened-ports",
-    "action-get",
-    "action-set",
-    "action-fail",
-    "action-log",
-    "relation-ids",
-    "relation-set",
-    "relation-get",
-    "relation-list",
-];
-
-/// Juju version reported to the charms (the harness's).
-pub const JUJU_VERSION: &str = "3.6.4";
-pub const UNIT_NAME: &str = "microsample/0";
 /// Watchdog for one hook.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -133,10 +110,7 @@ impl Unit {
         for d in [&tools_dir, &charm_dir, &state_dir] {
             fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
-        for tool in HOOK_TOOLS.iter().chain(["snap"].iter()) {
-            let link = tools_dir.join(tool);
-            symlink(fake_juju, &link).map_err(io_err("link", &link))?;
-        }
+        juju_unit::link_tools(fake_juju, &tools_dir, true)?;
         for (name, target) in &charm.entries {
             let link = charm_dir.join(name);
             symlink(target, &link).map_err(io_err("link", &link))?;
@@ -149,22 +123,7 @@ impl Unit {
         juju_state::save(&state_dir, &state)?;
 
         let socket = root.join("snapd.socket");
-        let log_path = root.join("snapd.log");
-        let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
-        let log2 = log.try_clone().map_err(io_err("open", &log_path))?;
-        let snapd = Command::new(fake_juju)
-            .arg("serve-snapd")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state")
-            .arg(root.join("snapd-state.json"))
-            .arg("--exit-with-pid")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("cannot start the fake snapd: {e}"))?;
+        let snapd = juju_unit::start_fake_snapd(fake_juju, &socket, &root)?;
         let unit = Unit {
             kind: charm.kind,
             root,
@@ -177,16 +136,6 @@ impl Unit {
             calls_seen: 0,
             counter: 0,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http::unix_request(&unit.socket, "GET", "/fake/state", None, None).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the fake snapd did not start; log:\n{}",
-                    fs::read_to_string(&log_path).unwrap_or_default()
-                ));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
         unit.snapd_request(
             "PUT",
             "/fake/state",
@@ -202,15 +151,8 @@ impl Unit {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, String> {
-        let payload = body.map(Value::to_string);
-        let resp = http::unix_request(
-            &self.socket,
-            method,
-            path,
-            payload.as_deref().map(str::as_bytes),
-            Some(Duration::from_secs(30)),
-        )
-        .map_err(|e| format!("fake snapd {method} {path}: {e}"))?;
+        let resp = juju_unit::snapd_request(&self.socket, method, path, body)
+            .map_err(|e| format!("fake snapd {method} {path}: {e}"))?;
         if resp.status != 200 {
             return Err(format!("fake snapd {method} {path}: HTTP {}", resp.status));
         }
@@ -254,45 +196,18 @@ impl Unit {
     /// it, plus the test seams (`SNAPD_SOCKET`, `FAKE_JUJU_DIR`).
     fn env(&mut self, hook: &str) -> Vec<(String, String)> {
         self.counter += 1;
-        let charm = self.charm_dir.display().to_string();
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.tools_dir.display());
-        let context = format!("{UNIT_NAME}-{hook}-{:032x}", self.counter);
-        let agent_socket = self.root.join("agent.socket").display().to_string();
-        let vars: [(&str, &str); 25] = [
-            ("CHARM_DIR", &charm),
-            ("JUJU_CHARM_DIR", &charm),
-            ("JUJU_CONTEXT_ID", &context),
-            ("JUJU_HOOK_NAME", hook),
-            ("JUJU_AGENT_SOCKET_ADDRESS", &agent_socket),
-            ("JUJU_AGENT_SOCKET_NETWORK", "unix"),
-            ("JUJU_UNIT_NAME", UNIT_NAME),
-            ("JUJU_MODEL_UUID", "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21"),
-            ("JUJU_MODEL_NAME", "bench"),
-            ("JUJU_API_ADDRESSES", "10.0.0.2:17070"),
-            ("JUJU_SLA", "unsupported"),
-            ("JUJU_MACHINE_ID", "0"),
-            ("JUJU_PRINCIPAL_UNIT", ""),
-            ("JUJU_AVAILABILITY_ZONE", ""),
-            ("CLOUD_API_VERSION", ""),
-            ("JUJU_VERSION", JUJU_VERSION),
-            ("JUJU_CHARM_HTTP_PROXY", ""),
-            ("JUJU_CHARM_HTTPS_PROXY", ""),
-            ("JUJU_CHARM_FTP_PROXY", ""),
-            ("JUJU_CHARM_NO_PROXY", ""),
-            ("PATH", &path),
-            ("APT_LISTCHANGES_FRONTEND", "none"),
-            ("DEBIAN_FRONTEND", "noninteractive"),
-            ("LANG", "C.UTF-8"),
-            ("TERM", "tmux-256color"),
-        ];
-        let mut env: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.push(("SNAPD_SOCKET".into(), self.socket.display().to_string()));
-        env.push(("FAKE_JUJU_DIR".into(), self.state_dir.display().to_string()));
-        env.push(("JUJU_DISPATCH_PATH".into(), format!("hooks/{hook}")));
-        env
+        DispatchEnv {
+            root: &self.root,
+            charm_dir: &self.charm_dir,
+            tools_dir: &self.tools_dir,
+            snapd_socket: &self.socket,
+            state_dir: &self.state_dir,
+            model_name: "bench",
+            context_id: &format!("{UNIT_NAME}-{hook}-{:032x}", self.counter),
+            hook_name: hook,
+            dispatch_path: &format!("hooks/{hook}"),
+        }
+        .vars()
     }
 
     /// Runs hook `hook` like the unit agent, then commits (exit 0) or discards its port

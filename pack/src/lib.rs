@@ -245,23 +245,17 @@ pub fn load_project(root: &Path) -> Result<Project, String> {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::fake_elf;
 
-    /// A minimal static-looking ELF64 x86-64 executable header with one PT_LOAD.
+    /// A minimal static-looking ELF64 x86-64 executable with 4 KiB of code.
     fn fake_dispatch() -> Vec<u8> {
-        let mut b = vec![0u8; 0x40 + 0x38];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[0x10] = 2;
-        b[0x12] = 62;
-        b[0x20] = 0x40;
-        b[0x36] = 0x38;
-        b[0x38] = 1;
-        b[0x40] = 1;
-        b.extend(std::iter::repeat_n(0x90u8, 4096));
-        b
+        fake_elf(&[0x90; 4096])
     }
 
     const CHARMCRAFT_YAML: &str = "\

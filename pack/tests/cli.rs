@@ -2,27 +2,15 @@
 //! no release build is needed: exit codes, messages, budgets, and that a failed run writes
 //! no `.charm`.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const CHARMCRAFT_YAML: &str = include_str!("../../charmcraft.yaml");
+use support::fake_elf;
 
-/// A minimal static ELF64 x86-64 executable header with one PT_LOAD, followed by `payload`.
-fn fake_elf(payload: &[u8]) -> Vec<u8> {
-    let mut b = vec![0u8; 0x40 + 0x38];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[0x10] = 2;
-    b[0x12] = 62;
-    b[0x20] = 0x40;
-    b[0x36] = 0x38;
-    b[0x38] = 1;
-    b[0x40] = 1;
-    b.extend_from_slice(payload);
-    b
-}
+const CHARMCRAFT_YAML: &str = include_str!("../../charmcraft.yaml");
 
 /// `n` bytes that deflate cannot shrink (xorshift).
 fn noise(n: usize) -> Vec<u8> {

@@ -31,15 +31,17 @@
 pub mod http;
 #[path = "../fakes/src/juju_state.rs"]
 pub mod juju_state;
+pub mod juju_unit;
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -49,36 +51,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub use juju_state::{ActionState, Call, JujuState, LogRecord, Relation, StatusEntry, ToolFault};
-
-/// Hook tools symlinked into the tools directory (plus `snap`).
-pub const HOOK_TOOLS: [&str; 17] = [
-    "status-set",
-    "status-get",
-    "config-get",
-    "application-version-set",
-    "juju-log",
-    "is-leader",
-    "open-port",
-    "close-port",
-    "opened-ports",
-    "action-get",
-    "action-set",
-    "action-fail",
-    "action-log",
-    "relation-ids",
-    "relation-set",
-    "relation-get",
-    "relation-list",
-];
+use juju_unit::UNIT_NAME;
 
 /// Default watchdog for one hook or action run.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Juju version reported to the charm.
-pub const JUJU_VERSION: &str = "3.6.4";
-
-/// Unit name of the simulated unit.
-pub const UNIT_NAME: &str = "microsample/0";
 
 /// The real snapd's socket (Debian's `snapd` started by `.ci/real-snapd.sh`).
 pub const REAL_SNAPD_SOCKET: &str = "/run/snapd.socket";
@@ -353,10 +329,7 @@ impl Unit {
             fs::create_dir_all(d).expect("cannot create unit dirs");
         }
         let bin = fake_juju_bin();
-        let fake_snap: &[&str] = if real_snapd { &[] } else { &["snap"] };
-        for tool in HOOK_TOOLS.iter().chain(fake_snap.iter()) {
-            symlink(&bin, tools_dir.join(tool)).expect("cannot symlink tool");
-        }
+        juju_unit::link_tools(&bin, &tools_dir, !real_snapd).unwrap_or_else(|e| panic!("{e}"));
         symlink(dispatch_bin(), charm_dir.join("dispatch")).expect("cannot link dispatch");
         let defaults = write_charm_files(&charm_dir);
         let state = JujuState {
@@ -365,65 +338,33 @@ impl Unit {
         };
         juju_state::save(&state_dir, &state).expect("cannot write state");
 
-        if real_snapd {
-            return Unit {
-                dir,
-                root,
-                tools_dir,
-                charm_dir,
-                state_dir,
-                socket: PathBuf::from(REAL_SNAPD_SOCKET),
-                snapd: None,
-                snap_root: None,
-                hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
-                counter: AtomicU64::new(0),
-            };
-        }
-        let mut socket = root.join("snapd.socket");
-        if socket.as_os_str().len() > 100 {
-            socket = std::env::temp_dir().join(format!(
-                "msunit-{}-{}.sock",
-                std::process::id(),
-                unique_suffix()
-            ));
-        }
-        let log = fs::File::create(root.join("snapd.log")).expect("cannot create snapd.log");
-        let log2 = log.try_clone().expect("cannot clone log handle");
-        let snapd = Command::new(&bin)
-            .arg("serve-snapd")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state")
-            .arg(root.join("snapd-state.json"))
-            .arg("--exit-with-pid")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .expect("cannot start fake snapd");
-        let unit = Unit {
+        let (socket, snapd) = if real_snapd {
+            (PathBuf::from(REAL_SNAPD_SOCKET), None)
+        } else {
+            let mut socket = root.join("snapd.socket");
+            if socket.as_os_str().len() > 100 {
+                socket = std::env::temp_dir().join(format!(
+                    "msunit-{}-{}.sock",
+                    std::process::id(),
+                    unique_suffix()
+                ));
+            }
+            let snapd =
+                juju_unit::start_fake_snapd(&bin, &socket, &root).unwrap_or_else(|e| panic!("{e}"));
+            (socket, Some(snapd))
+        };
+        Unit {
             dir,
             root,
             tools_dir,
             charm_dir,
             state_dir,
             socket,
-            snapd: Some(snapd),
+            snapd,
             snap_root: None,
             hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
             counter: AtomicU64::new(0),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http::unix_request(&unit.socket, "GET", "/fake/state", None, None).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "fake snapd did not start; log:\n{}",
-                fs::read_to_string(unit.root.join("snapd.log")).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(20));
         }
-        unit
     }
 
     /// Changes the watchdog of later runs.
@@ -560,54 +501,29 @@ impl Unit {
         )
     }
 
-    /// The environment Juju gives `dispatch` (juju-contract.md §1.3) plus the test seams.
+    /// The environment Juju gives `dispatch` (juju-contract.md §1.3) plus the test seams
+    /// (and `SNAPPY_GLOBAL_ROOT` for the real `snap` on the fake snapd).
     fn base_env(
         &self,
         context_name: &str,
         dispatch_path: &str,
         hook_name: &str,
     ) -> Vec<(String, String)> {
-        let charm = self.charm_dir.display().to_string();
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.tools_dir.display());
-        let mut env: Vec<(String, String)> = [
-            ("CHARM_DIR", charm.as_str()),
-            ("JUJU_CHARM_DIR", charm.as_str()),
-            ("JUJU_CONTEXT_ID", self.context_id(context_name).as_str()),
-            ("JUJU_HOOK_NAME", hook_name),
-            (
-                "JUJU_AGENT_SOCKET_ADDRESS",
-                self.root.join("agent.socket").to_string_lossy().as_ref(),
-            ),
-            ("JUJU_AGENT_SOCKET_NETWORK", "unix"),
-            ("JUJU_UNIT_NAME", UNIT_NAME),
-            ("JUJU_MODEL_UUID", "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21"),
-            ("JUJU_MODEL_NAME", "test"),
-            ("JUJU_API_ADDRESSES", "10.0.0.2:17070"),
-            ("JUJU_SLA", "unsupported"),
-            ("JUJU_MACHINE_ID", "0"),
-            ("JUJU_PRINCIPAL_UNIT", ""),
-            ("JUJU_AVAILABILITY_ZONE", ""),
-            ("CLOUD_API_VERSION", ""),
-            ("JUJU_VERSION", JUJU_VERSION),
-            ("JUJU_CHARM_HTTP_PROXY", ""),
-            ("JUJU_CHARM_HTTPS_PROXY", ""),
-            ("JUJU_CHARM_FTP_PROXY", ""),
-            ("JUJU_CHARM_NO_PROXY", ""),
-            ("PATH", path.as_str()),
-            ("APT_LISTCHANGES_FRONTEND", "none"),
-            ("DEBIAN_FRONTEND", "noninteractive"),
-            ("LANG", "C.UTF-8"),
-            ("TERM", "tmux-256color"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.push(("SNAPD_SOCKET".into(), self.socket.display().to_string()));
+        let mut env = juju_unit::DispatchEnv {
+            root: &self.root,
+            charm_dir: &self.charm_dir,
+            tools_dir: &self.tools_dir,
+            snapd_socket: &self.socket,
+            state_dir: &self.state_dir,
+            model_name: "test",
+            context_id: &self.context_id(context_name),
+            hook_name,
+            dispatch_path,
+        }
+        .vars();
         if let Some(root) = &self.snap_root {
             env.push(("SNAPPY_GLOBAL_ROOT".into(), root.display().to_string()));
         }
-        env.push(("FAKE_JUJU_DIR".into(), self.state_dir.display().to_string()));
-        env.push(("JUJU_DISPATCH_PATH".into(), dispatch_path.to_string()));
         env
     }
 
@@ -745,8 +661,28 @@ impl Unit {
             .map(|dir| Path::new(dir).join("snap"))
             .find(|p| p.exists())
             .unwrap_or_else(|| panic!("no `snap` on the hook PATH {path}"));
+        let mut snap = self
+            .start(&program, args, &env)
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let status = snap.wait(Duration::from_secs(150));
+        SnapRun {
+            exit: status.and_then(|s| s.code()),
+            stdout: snap.stdout.join().unwrap_or_default(),
+            stderr: snap.stderr.join().unwrap_or_default(),
+            duration: snap.start.elapsed(),
+        }
+    }
+
+    /// Starts `program` the way the unit agent starts a hook: with `env` only, in the charm
+    /// directory, stdin from /dev/null, in its own process group; its output is collected.
+    fn start(
+        &self,
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> std::io::Result<Started> {
         let start = Instant::now();
-        let mut child = Command::new(&program)
+        let mut child = Command::new(program)
             .args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -755,71 +691,33 @@ impl Unit {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        let pgid = child.id();
-        let out = reader(child.stdout.take());
-        let err = reader(child.stderr.take());
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if start.elapsed() > Duration::from_secs(150) => {
-                    kill_group(pgid);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(5)),
-                Err(e) => panic!("cannot wait for snap: {e}"),
-            }
-        };
-        SnapRun {
-            exit: status.and_then(|s| s.code()),
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
-            duration: start.elapsed(),
-        }
+            .spawn()?;
+        Ok(Started {
+            stdout: reader(child.stdout.take()),
+            stderr: reader(child.stderr.take()),
+            child,
+            start,
+        })
     }
 
     fn execute(&self, env: &[(String, String)], what: &str) -> HookRun {
         let calls_before = juju_state::read_calls(&self.state_dir).len();
         let requests_before = self.snapd_requests().len();
         let timeout = *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner());
-        let start = Instant::now();
-        let mut child = Command::new(self.charm_dir.join("dispatch"))
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&self.charm_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
+        let mut dispatch = self
+            .start(&self.charm_dir.join("dispatch"), &[], env)
             .unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
-        let pgid = child.id();
-        let out = reader(child.stdout.take());
-        let err = reader(child.stderr.take());
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if start.elapsed() > timeout => {
-                    kill_group(pgid);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let stderr = err.join().unwrap_or_default();
-                    panic!(
-                        "dispatch for {what} did not finish within {timeout:?} (killed); stderr:\n{stderr}"
-                    );
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(5)),
-                Err(e) => panic!("cannot wait for dispatch: {e}"),
-            }
+        let Some(status) = dispatch.wait(timeout) else {
+            let stderr = dispatch.stderr.join().unwrap_or_default();
+            panic!(
+                "dispatch for {what} did not finish within {timeout:?} (killed); stderr:\n{stderr}"
+            );
         };
-        let duration = start.elapsed();
+        let duration = dispatch.start.elapsed();
         // Like the unit agent, do not let stray children outlive the hook.
-        kill_group(pgid);
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
+        kill_group(dispatch.child.id());
+        let stdout = dispatch.stdout.join().unwrap_or_default();
+        let stderr = dispatch.stderr.join().unwrap_or_default();
         let calls = juju_state::read_calls(&self.state_dir)
             .into_iter()
             .skip(calls_before)
@@ -846,15 +744,8 @@ impl Unit {
 
     /// A request to this unit's snapd (fake or real); returns (HTTP status, parsed body).
     pub fn snapd_request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let payload = body.map(|b| b.to_string());
-        let resp = http::unix_request(
-            &self.socket,
-            method,
-            path,
-            payload.as_deref().map(str::as_bytes),
-            Some(Duration::from_secs(30)),
-        )
-        .unwrap_or_else(|e| panic!("snapd request {method} {path} failed: {e}"));
+        let resp = juju_unit::snapd_request(&self.socket, method, path, body)
+            .unwrap_or_else(|e| panic!("snapd request {method} {path} failed: {e}"));
         let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         (resp.status, value)
     }
@@ -990,6 +881,35 @@ impl Default for Unit {
     }
 }
 
+/// A process started by [`Unit::start`].
+struct Started {
+    child: Child,
+    /// Just before the spawn.
+    start: Instant,
+    stdout: thread::JoinHandle<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+impl Started {
+    /// Its exit status, or `None` when it was still running `timeout` after the start: then
+    /// its whole process group is killed.
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if self.start.elapsed() > timeout => {
+                    kill_group(self.child.id());
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return None;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("cannot wait for process {}: {e}", self.child.id()),
+            }
+        }
+    }
+}
+
 fn unique_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -1016,6 +936,30 @@ fn kill_group(pgid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// Writes `request` to the Unix socket `socket` and returns every byte read until EOF (or
+/// until nothing came for `timeout`): an HTTP exchange exactly as sent.
+pub fn raw_exchange(socket: &Path, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", socket.display()));
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// A raw HTTP answer split at the blank line: (status line and headers, body as sent).
+pub fn split_head(bytes: &[u8]) -> (String, Vec<u8>) {
+    let pos = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(bytes)));
+    (
+        String::from_utf8_lossy(&bytes[..pos]).into_owned(),
+        bytes[pos + 4..].to_vec(),
+    )
 }
 
 /// Fails the test, showing stderr and the tool calls, unless the run exited 0.

@@ -9,33 +9,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::gnuflag::{self, check_empty, go_quote, Flag, ParseError, Parsed};
-use crate::juju_state::{self, Call, JujuState, LogRecord, PortChange, PortOp, StatusEntry};
+use crate::juju_state::{
+    self, Call, JujuState, LogRecord, PortChange, PortOp, StatusEntry, HOOK_TOOLS,
+};
 use crate::output::{self, Output};
-
-/// Names of the hook tools this binary plays.
-pub const TOOLS: [&str; 17] = [
-    "status-set",
-    "status-get",
-    "config-get",
-    "application-version-set",
-    "juju-log",
-    "is-leader",
-    "open-port",
-    "close-port",
-    "opened-ports",
-    "action-get",
-    "action-set",
-    "action-fail",
-    "action-log",
-    "relation-ids",
-    "relation-set",
-    "relation-get",
-    "relation-list",
-];
 
 /// Whether `name` is one of the hook tools.
 pub fn is_tool(name: &str) -> bool {
-    TOOLS.contains(&name)
+    HOOK_TOOLS.contains(&name)
 }
 
 /// How a tool invocation failed.
@@ -906,9 +887,10 @@ fn relation_ids(ctx: &mut Ctx, args: &[String]) -> Res {
     ctx.write_output(&p, &Output::StrList(ids))
 }
 
-fn relation_list(ctx: &mut Ctx, args: &[String]) -> Res {
-    let snapshot = ctx.snapshot.clone();
-    let validate = relation_validator(&snapshot);
+/// The command line of `relation-list` and `relation-get` (`--format`, `-r`, `--app`):
+/// the parsed flags and the number of the relation they are about.
+fn parse_relation_query(ctx: &Ctx, args: &[String]) -> Res<(Parsed, i64)> {
+    let validate = relation_validator(&ctx.snapshot);
     let fv = output::validate_format;
     let mut flags = format_flags(&fv);
     flags.extend(relation_flags(&validate));
@@ -917,6 +899,12 @@ fn relation_list(ctx: &mut Ctx, args: &[String]) -> Res {
     let Some(n) = selected_relation(ctx, &p) else {
         return Err(Fail::Init("no relation id specified".to_string()));
     };
+    Ok((p, n))
+}
+
+fn relation_list(ctx: &mut Ctx, args: &[String]) -> Res {
+    let snapshot = ctx.snapshot.clone();
+    let (p, n) = parse_relation_query(ctx, args)?;
     check_empty(&p.args).map_err(Fail::Init)?;
     let Some(rel) = snapshot.relation_by_number(n) else {
         return Err(Fail::Run("relation not found".to_string()));
@@ -939,15 +927,7 @@ fn string_map_value(m: &BTreeMap<String, String>) -> Value {
 
 fn relation_get(ctx: &mut Ctx, args: &[String]) -> Res {
     let snapshot = ctx.snapshot.clone();
-    let validate = relation_validator(&snapshot);
-    let fv = output::validate_format;
-    let mut flags = format_flags(&fv);
-    flags.extend(relation_flags(&validate));
-    flags.push(Flag::boolean("app", "app"));
-    let p = parse(ctx, &flags, args)?;
-    let Some(n) = selected_relation(ctx, &p) else {
-        return Err(Fail::Init("no relation id specified".to_string()));
-    };
+    let (p, n) = parse_relation_query(ctx, args)?;
     let mut rest: &[String] = &p.args;
     let mut key = String::new();
     if let Some(k) = rest.first() {

@@ -1,9 +1,10 @@
-//! State shared by the fake hook tools and the test harness.
+//! State shared by the fake hook tools, the test harness and the benchmark.
 //!
-//! This file is compiled twice: as a module of the `fake-juju` binary and, through
+//! This file is compiled three times: as a module of the `fake-juju` binary and, through
 //! `#[path = "../fakes/src/juju_state.rs"] mod juju_state;`, as a module of the end-to-end
-//! test harness (`tests/common/mod.rs`). It must therefore only use std, serde and
-//! serde_json, and must not refer to any other module of the fake.
+//! test harness (`tests/common/mod.rs`) and of the benchmark (`bench/src/main.rs`). It
+//! must therefore only use std, serde and serde_json, and must not refer to any other
+//! module of the fake.
 //!
 //! Layout of `$FAKE_JUJU_DIR`:
 //! - `state.json`: [`JujuState`], read and written by every hook tool under a lock;
@@ -20,6 +21,28 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// The hook tools `fake-juju` plays (each records its calls in [`CALLS_FILE`]): the harness
+/// and the benchmark link each of these names, and `snap`, to the `fake-juju` binary.
+pub const HOOK_TOOLS: [&str; 17] = [
+    "status-set",
+    "status-get",
+    "config-get",
+    "application-version-set",
+    "juju-log",
+    "is-leader",
+    "open-port",
+    "close-port",
+    "opened-ports",
+    "action-get",
+    "action-set",
+    "action-fail",
+    "action-log",
+    "relation-ids",
+    "relation-set",
+    "relation-get",
+    "relation-list",
+];
 
 /// File name of the hook-tool state inside `$FAKE_JUJU_DIR`.
 pub const STATE_FILE: &str = "state.json";

@@ -2,8 +2,8 @@
 //! snapd and the microsample workload. Like jujuc it dispatches on `basename(argv[0])`,
 //! so tests put symlinks named after each tool on `PATH`:
 //!
-//! - `status-set`, `config-get`, ... (see [`hook_tools::TOOLS`]): fake hook tools backed
-//!   by `$FAKE_JUJU_DIR/state.json`;
+//! - `status-set`, `config-get`, ... (see [`juju_state::HOOK_TOOLS`]): fake hook tools
+//!   backed by `$FAKE_JUJU_DIR/state.json`;
 //! - `snap`: fake snap CLI talking to the snapd API on `$SNAPD_SOCKET`;
 //! - `fake-juju serve-snapd --socket <path> [--state <file>] [--exit-with-pid <pid>]`:
 //!   the fake snapd (and the workload it supervises);
@@ -35,7 +35,7 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
                 eprintln!(
                     "usage: fake-juju serve-snapd --socket <path> [--state <file>] | fake-juju <tool> [args...]\n\
                      tools: snap, {}",
-                    hook_tools::TOOLS.join(", ")
+                    juju_state::HOOK_TOOLS.join(", ")
                 );
                 2
             }

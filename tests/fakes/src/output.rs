@@ -103,6 +103,18 @@ fn format_smart(value: &Output) -> String {
 // ---------------------------------------------------------------------------------------
 // encoding/json
 
+/// The strings of a JSON array (a Go `[]string`; other items are skipped); empty when `v`
+/// is missing or not an array.
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `json.Marshal` of a value: compact, map keys sorted, `<`, `>`, `&`, U+2028 and U+2029
 /// escaped, Go float formatting.
 pub fn go_json(value: &Value) -> String {

@@ -21,12 +21,18 @@ use serde_json::{json, Map, Value};
 use crate::channel::{self, Channel};
 use crate::http;
 use crate::juju_state::{self, Call};
-use crate::output::go_json;
+use crate::output::{go_json, string_list};
 
 const DEFAULT_SOCKET: &str = "/run/snapd.socket";
 /// The real client's request timeout and GET retry interval (`client/client.go`).
 const DO_TIMEOUT: Duration = Duration::from_secs(120);
 const DO_RETRY: Duration = Duration::from_millis(250);
+
+/// A string field of a JSON object; `""` when it is missing or not a string (as Go
+/// decodes it into a `string`).
+fn str_field(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or("").to_string()
+}
 
 /// A failed command.
 #[derive(Debug)]
@@ -448,16 +454,8 @@ impl Client {
         let result = value.get("result").cloned().unwrap_or(Value::Null);
         if value.get("type").and_then(Value::as_str) == Some("error") {
             return Err(Failure::Api(ApiError {
-                message: result
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                kind: result
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                message: str_field(&result, "message"),
+                kind: str_field(&result, "kind"),
                 value: result.get("value").cloned().unwrap_or(Value::Null),
             }));
         }
@@ -734,16 +732,7 @@ fn error_to_cmd_message(
         "snap-already-installed" => {
             // snapd 2.77 sends {"snaps": [...]}; 2.57 sends the name as a string and its
             // CLI uses the snap name it asked for.
-            let mut snaps: Vec<String> = err
-                .value
-                .get("snaps")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut snaps = string_list(err.value.get("snaps"));
             if snaps.is_empty() && !snap_name.is_empty() {
                 snaps.push(snap_name.clone());
             }
@@ -805,7 +794,7 @@ fn is_root() -> bool {
 /// `snapRevisionNotAvailableMessage` when the error carries enough detail.
 fn channel_not_available_detail(err: &ApiError) -> Option<String> {
     let v = &err.value;
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| str_field(v, k);
     let (snap, action, arch, ch) = (s("snap-name"), s("action"), s("architecture"), s("channel"));
     let releases = v.get("releases").and_then(Value::as_array)?;
     if snap.is_empty()
@@ -1072,20 +1061,12 @@ fn cmd_install(client: &Client, args: &[String], io: &mut Io) -> Res {
         true,
     );
     let revision = opts.get("revision").unwrap_or("");
-    let change = match client.do_async("POST", &format!("/v2/snaps/{name}"), &body) {
-        Ok(id) => id,
-        Err(f) => {
-            let msg = error_to_cmd_message(&name, "install", f, &channel, revision)?;
-            io.stderr.push_str(&msg);
-            io.stderr.push('\n');
-            return Ok(());
-        }
-    };
-    if opts.has("no-wait") {
-        io.stdout.push_str(&format!("{change}\n"));
+    let Some(chg) = post_change(client, &name, &body, &opts, io, |f| {
+        error_to_cmd_message(&name, "install", f, &channel, revision)
+    })?
+    else {
         return Ok(());
-    }
-    let chg = client.wait(&change)?;
+    };
     show_done(client, &chg, "install", opts.has("classic"), io)
 }
 
@@ -1126,21 +1107,40 @@ fn cmd_refresh(client: &Client, args: &[String], io: &mut Io) -> Res {
         true,
     );
     let revision = opts.get("revision").unwrap_or("");
-    let change = match client.do_async("POST", &format!("/v2/snaps/{name}"), &body) {
+    let Some(chg) = post_change(client, &name, &body, &opts, io, |f| {
+        error_to_cmd_message(&name, "refresh", f, &channel, revision)
+    })?
+    else {
+        return Ok(());
+    };
+    show_done(client, &chg, "refresh", false, io)
+}
+
+/// `POST /v2/snaps/<name>` with `body` (`snap install/refresh/remove`), then waits for the
+/// change unless `--no-wait`. `None` when there is nothing more to show: snapd refused (the
+/// CLI's words for it, from `message`, are on stderr) or `--no-wait` (the change id is on
+/// stdout).
+fn post_change(
+    client: &Client,
+    name: &str,
+    body: &Value,
+    opts: &Opts,
+    io: &mut Io,
+    message: impl FnOnce(Failure) -> Res<String>,
+) -> Res<Option<Value>> {
+    let change = match client.do_async("POST", &format!("/v2/snaps/{name}"), body) {
         Ok(id) => id,
         Err(f) => {
-            let msg = error_to_cmd_message(&name, "refresh", f, &channel, revision)?;
-            io.stderr.push_str(&msg);
+            io.stderr.push_str(&message(f)?);
             io.stderr.push('\n');
-            return Ok(());
+            return Ok(None);
         }
     };
     if opts.has("no-wait") {
         io.stdout.push_str(&format!("{change}\n"));
-        return Ok(());
+        return Ok(None);
     }
-    let chg = client.wait(&change)?;
-    show_done(client, &chg, "refresh", false, io)
+    client.wait(&change).map(Some)
 }
 
 fn path_warning(io: &mut Io) {
@@ -1167,15 +1167,7 @@ fn show_done(client: &Client, chg: &Value, op: &str, classic: bool, io: &mut Io)
         ));
         return Ok(());
     }
-    let names: Vec<String> = chg
-        .pointer("/data/snap-names")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = string_list(chg.pointer("/data/snap-names"));
     if names.is_empty() {
         return Ok(());
     }
@@ -1183,12 +1175,7 @@ fn show_done(client: &Client, chg: &Value, op: &str, classic: bool, io: &mut Io)
     let snaps = client.list(&refs)?;
     let mut warned = false;
     for snap in &snaps {
-        let s = |k: &str| {
-            snap.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let s = |k: &str| str_field(snap, k);
         let (name, version, ch, tracking) =
             (s("name"), s("version"), s("channel"), s("tracking-channel"));
         let mut channel_str = String::new();
@@ -1199,7 +1186,7 @@ fn show_done(client: &Client, chg: &Value, op: &str, classic: bool, io: &mut Io)
             }
         }
         let publisher = snap.get("publisher").map(|p| {
-            let g = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let g = |k: &str| str_field(p, k);
             let (user, display) = (g("username"), g("display-name"));
             if user.replace('-', " ").eq_ignore_ascii_case(&display) {
                 display
@@ -1261,29 +1248,13 @@ fn cmd_remove(client: &Client, args: &[String], io: &mut Io) -> Res {
     }
     let name = opts.positional[0].clone();
     let body = snap_options_body("remove", "", &opts, &["purge", "terminate"], false);
-    let change = match client.do_async("POST", &format!("/v2/snaps/{name}"), &body) {
-        Ok(id) => id,
-        Err(f) => {
-            let msg = error_to_cmd_message(&name, "remove", f, "", "")?;
-            io.stderr.push_str(&msg);
-            io.stderr.push('\n');
-            return Ok(());
-        }
-    };
-    if opts.has("no-wait") {
-        io.stdout.push_str(&format!("{change}\n"));
+    let Some(chg) = post_change(client, &name, &body, &opts, io, |f| {
+        error_to_cmd_message(&name, "remove", f, "", "")
+    })?
+    else {
         return Ok(());
-    }
-    let chg = client.wait(&change)?;
-    let removed: Vec<String> = chg
-        .pointer("/data/snap-names")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    };
+    let removed = string_list(chg.pointer("/data/snap-names"));
     let revision = opts.get("revision").unwrap_or("");
     for r in &removed {
         if revision.is_empty() {
@@ -1499,12 +1470,7 @@ fn cmd_list(client: &Client, args: &[String], io: &mut Io) -> Res {
         "Notes".to_string(),
     ]];
     for snap in &snaps {
-        let s = |k: &str| {
-            snap.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let s = |k: &str| str_field(snap, k);
         let tracking = s("tracking-channel");
         let publisher = snap
             .pointer("/publisher/username")

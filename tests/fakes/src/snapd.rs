@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::channel::{self, Channel};
 use crate::http::{self, Request, Response};
-use crate::output::{go_json, go_json_string};
+use crate::output::{go_json, go_json_string, string_list};
 use crate::workload::{self, Workload};
 
 /// The only snap the fake store knows.
@@ -1003,15 +1003,7 @@ fn post_apps(d: &mut Snapd, body: &[u8]) -> Reply {
         }
     };
     let action = inst.get("action").and_then(Value::as_str).unwrap_or("");
-    let names: Vec<String> = inst
-        .get("names")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = string_list(inst.get("names"));
     let flag = |k: &str| inst.get(k).and_then(Value::as_bool).unwrap_or(false);
     if names.is_empty() {
         return error(

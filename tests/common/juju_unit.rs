@@ -1,0 +1,157 @@
+//! The parts of a simulated Juju unit that the end-to-end harness (`tests/common/mod.rs`)
+//! and the benchmark (`bench/src/unit.rs`) share: the hook-tool links to `fake-juju`, the
+//! fake snapd process, requests to a snapd, and the environment Juju gives `dispatch`.
+//!
+//! Compiled into both (into the bench through `#[path]`), next to the fakes' `http.rs` and
+//! `juju_state.rs`, which it reaches as `super::http` and `super::juju_state`. Errors are
+//! returned as text: the harness panics with it, the bench reports it.
+
+use std::fs::{self, File};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::http::{self, ClientError, ClientResponse};
+use super::juju_state::HOOK_TOOLS;
+
+/// Juju version reported to the charm.
+pub const JUJU_VERSION: &str = "3.6.4";
+
+/// Unit name of the simulated unit.
+pub const UNIT_NAME: &str = "microsample/0";
+
+/// Links every hook tool in `tools_dir` to the `fake-juju` binary, and `snap` too when
+/// `fake_snap` (a unit on the real snapd uses the real `/usr/bin/snap` instead).
+pub fn link_tools(fake_juju: &Path, tools_dir: &Path, fake_snap: bool) -> Result<(), String> {
+    let snap: &[&str] = if fake_snap { &["snap"] } else { &[] };
+    for tool in HOOK_TOOLS.iter().chain(snap) {
+        let link = tools_dir.join(tool);
+        symlink(fake_juju, &link).map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// Starts the fake snapd (`fake-juju serve-snapd`) on `socket`, with its state file
+/// (`snapd-state.json`) and its log (`snapd.log`: stdout and stderr) in `dir`, exiting when
+/// this process does; waits until it answers (10 s at most, else kills it and says why).
+pub fn start_fake_snapd(fake_juju: &Path, socket: &Path, dir: &Path) -> Result<Child, String> {
+    let log_path = dir.join("snapd.log");
+    let log_err = |e: std::io::Error| format!("cannot open {}: {e}", log_path.display());
+    let log = File::create(&log_path).map_err(log_err)?;
+    let log2 = log.try_clone().map_err(log_err)?;
+    let mut snapd = Command::new(fake_juju)
+        .arg("serve-snapd")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state")
+        .arg(dir.join("snapd-state.json"))
+        .arg("--exit-with-pid")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("cannot start the fake snapd: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http::unix_request(socket, "GET", "/fake/state", None, None).is_err() {
+        if Instant::now() > deadline {
+            let _ = snapd.kill();
+            let _ = snapd.wait();
+            return Err(format!(
+                "the fake snapd did not start; log:\n{}",
+                fs::read_to_string(&log_path).unwrap_or_default()
+            ));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(snapd)
+}
+
+/// One request with an optional JSON body to the snapd on `socket` (fake or real), with a
+/// 30 s timeout.
+pub fn snapd_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<ClientResponse, ClientError> {
+    let payload = body.map(Value::to_string);
+    http::unix_request(
+        socket,
+        method,
+        path,
+        payload.as_deref().map(str::as_bytes),
+        Some(Duration::from_secs(30)),
+    )
+}
+
+/// What the environment of one `dispatch` run is made of: see [`DispatchEnv::vars`].
+pub struct DispatchEnv<'a> {
+    /// The unit's directory (`JUJU_AGENT_SOCKET_ADDRESS` is its `agent.socket`).
+    pub root: &'a Path,
+    /// `CHARM_DIR` and `JUJU_CHARM_DIR`.
+    pub charm_dir: &'a Path,
+    /// The hook tools: first on `PATH`.
+    pub tools_dir: &'a Path,
+    /// `SNAPD_SOCKET`.
+    pub snapd_socket: &'a Path,
+    /// `FAKE_JUJU_DIR`: the fake hook tools' state.
+    pub state_dir: &'a Path,
+    /// `JUJU_MODEL_NAME`.
+    pub model_name: &'a str,
+    /// `JUJU_CONTEXT_ID`.
+    pub context_id: &'a str,
+    /// `JUJU_HOOK_NAME` (empty for an action).
+    pub hook_name: &'a str,
+    /// `JUJU_DISPATCH_PATH`: `hooks/<hook>` or `actions/<action>`.
+    pub dispatch_path: &'a str,
+}
+
+impl DispatchEnv<'_> {
+    /// The environment Juju gives `dispatch` (juju-contract.md §1.3), plus the test seams
+    /// `SNAPD_SOCKET` and `FAKE_JUJU_DIR`.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let charm = self.charm_dir.display().to_string();
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.tools_dir.display());
+        let agent_socket = self.root.join("agent.socket").display().to_string();
+        let snapd_socket = self.snapd_socket.display().to_string();
+        let state_dir = self.state_dir.display().to_string();
+        [
+            ("CHARM_DIR", charm.as_str()),
+            ("JUJU_CHARM_DIR", charm.as_str()),
+            ("JUJU_CONTEXT_ID", self.context_id),
+            ("JUJU_HOOK_NAME", self.hook_name),
+            ("JUJU_AGENT_SOCKET_ADDRESS", agent_socket.as_str()),
+            ("JUJU_AGENT_SOCKET_NETWORK", "unix"),
+            ("JUJU_UNIT_NAME", UNIT_NAME),
+            ("JUJU_MODEL_UUID", "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21"),
+            ("JUJU_MODEL_NAME", self.model_name),
+            ("JUJU_API_ADDRESSES", "10.0.0.2:17070"),
+            ("JUJU_SLA", "unsupported"),
+            ("JUJU_MACHINE_ID", "0"),
+            ("JUJU_PRINCIPAL_UNIT", ""),
+            ("JUJU_AVAILABILITY_ZONE", ""),
+            ("CLOUD_API_VERSION", ""),
+            ("JUJU_VERSION", JUJU_VERSION),
+            ("JUJU_CHARM_HTTP_PROXY", ""),
+            ("JUJU_CHARM_HTTPS_PROXY", ""),
+            ("JUJU_CHARM_FTP_PROXY", ""),
+            ("JUJU_CHARM_NO_PROXY", ""),
+            ("PATH", path.as_str()),
+            ("APT_LISTCHANGES_FRONTEND", "none"),
+            ("DEBIAN_FRONTEND", "noninteractive"),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "tmux-256color"),
+            ("SNAPD_SOCKET", snapd_socket.as_str()),
+            ("FAKE_JUJU_DIR", state_dir.as_str()),
+            ("JUJU_DISPATCH_PATH", self.dispatch_path),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
