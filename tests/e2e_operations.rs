@@ -167,10 +167,12 @@ fn a_service_answering_errors_is_restarted_and_not_reported_active() {
         ["snap restart microsample"],
         "it runs, so restart"
     );
+    // Its process runs (snapd says active) but it does not answer: waiting, rechecked on
+    // the next update-status; never active.
     assert_eq!(
         unit.status(),
         (
-            "blocked".into(),
+            "waiting".into(),
             format!("microsample not responding on port {port}")
         )
     );

@@ -201,17 +201,18 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         })
     }
 
-    /// The snap, installed if missing and moved to `channel` if it tracks another one.
-    fn ensure_snap(&mut self, channel: &Channel) -> Step<Snap> {
-        let snap = match self.observe()? {
-            Some(snap) => snap,
+    /// The snap, installed if missing and moved to `channel` if it tracks another one; true
+    /// when it was just installed or refreshed (its service is starting).
+    fn ensure_snap(&mut self, channel: &Channel) -> Step<(Snap, bool)> {
+        let (snap, installed) = match self.observe()? {
+            Some(snap) => (snap, false),
             None => {
                 self.progress(format!("Installing {SNAP_NAME} snap"))?;
                 self.machine
                     .install(channel)
                     .map_err(|e| snap_command_stop("install", e))?;
                 log::info!("installed {SNAP_NAME} from channel '{channel}'");
-                self.observe_after("install")?
+                (self.observe_after("install")?, true)
             }
         };
         if snap
@@ -219,7 +220,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
             .as_deref()
             .is_some_and(|t| channel.is_tracked_by(t))
         {
-            return Ok(snap);
+            return Ok((snap, installed));
         }
         let was = snap.tracking_channel.unwrap_or_default();
         self.progress(format!("Refreshing {SNAP_NAME} to '{channel}'"))?;
@@ -238,7 +239,7 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
             });
         }
         log::info!("refreshed {SNAP_NAME} from '{was}' to '{now}'");
-        Ok(snap)
+        Ok((snap, true))
     }
 
     /// Points microsample at `port`; true when its service was restarted for it.
@@ -284,14 +285,15 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         }
     }
 
-    /// Checks microsample answers; if not, starts or restarts it once and checks again.
-    fn ensure_healthy(&mut self, snap: &Snap, port: u16, just_restarted: bool) -> Step<Health> {
-        let health = if just_restarted {
+    /// Checks microsample answers; if not, starts or restarts it once and checks again. A
+    /// service this hook just (re)started gets the startup grace instead of a restart.
+    fn ensure_healthy(&mut self, snap: &Snap, port: u16, just_started: bool) -> Step<Health> {
+        let health = if just_started {
             self.wait_online(port)
         } else {
             self.machine.probe(port)
         };
-        if health.is_online() || just_restarted {
+        if health.is_online() || just_started {
             return Ok(health);
         }
         // A running service that does not answer is restarted; a stopped one is started.
@@ -313,18 +315,28 @@ impl<T: HookTools, M: Machine> Charm<'_, T, M> {
         if publish {
             self.publish(config.port)?;
         }
-        let snap = self.ensure_snap(&config.channel)?;
+        let (snap, changed) = self.ensure_snap(&config.channel)?;
         let restarted = self.ensure_port(config.port)?;
         self.ensure_opened(config.port)?;
-        match self.ensure_healthy(&snap, config.port, restarted)? {
-            Health::Online => Ok(Status::active(format!("Ready at '{}'", config.channel))),
-            Health::Down(why) => {
-                log::error!("{SNAP_NAME} not responding on port {}: {why}", config.port);
-                Ok(Status::blocked(format!(
-                    "{SNAP_NAME} not responding on port {}",
-                    config.port
-                )))
-            }
+        let why = match self.ensure_healthy(&snap, config.port, changed || restarted)? {
+            Health::Online => return Ok(Status::active(format!("Ready at '{}'", config.channel))),
+            Health::Down(why) => why,
+        };
+        let message = format!("{SNAP_NAME} not responding on port {}", config.port);
+        // Its process runs but does not answer yet (slow start, or hung): the next
+        // update-status checks again. Not running at all after a start: the operator's turn.
+        let running = self
+            .machine
+            .snap()
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.services_active());
+        if running {
+            log::warn!("{message} though its service runs: {why}");
+            Ok(Status::waiting(message))
+        } else {
+            log::error!("{message}: its service does not run: {why}");
+            Ok(Status::blocked(message))
         }
     }
 

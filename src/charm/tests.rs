@@ -117,6 +117,10 @@ struct Host {
     snapd_down: bool,
     /// The service crashes on start (e.g. its port is taken by something else).
     service_broken: bool,
+    /// The service runs but never answers (hung).
+    service_hung: bool,
+    /// Probes that fail before a started service answers (a slow start).
+    slow_probes: u32,
     commands: Vec<String>,
     paused: Duration,
 }
@@ -133,6 +137,8 @@ impl Default for Host {
             store_down: false,
             snapd_down: false,
             service_broken: false,
+            service_hung: false,
+            slow_probes: 0,
             commands: Vec::new(),
             paused: Duration::ZERO,
         }
@@ -229,7 +235,12 @@ impl Machine for Host {
         Ok(())
     }
     fn probe(&mut self, port: u16) -> Health {
-        let serving = self.snap.as_ref().is_some_and(Snap::services_active)
+        if self.slow_probes > 0 {
+            self.slow_probes -= 1;
+            return Health::Down(format!("no answer on port {port}: connection refused"));
+        }
+        let serving = !self.service_hung
+            && self.snap.as_ref().is_some_and(Snap::services_active)
             && self.port.as_ref().and_then(port_value) == Some(port);
         if serving {
             Health::Online
@@ -656,5 +667,27 @@ fn a_failing_relation_set_fails_the_hook() {
         juju.status().message.contains("relation-set"),
         "{}",
         juju.status()
+    );
+}
+
+#[test]
+fn a_just_installed_service_gets_time_to_start_instead_of_a_restart() {
+    let (mut juju, mut host) = (Juju::default(), Host::default());
+    host.slow_probes = 3;
+    assert_eq!(run(&mut juju, &mut host, "install"), Exit::Done);
+    assert_eq!(host.commands, ["install --channel=edge"], "no restart");
+    assert_eq!(host.paused, PROBE_INTERVAL * 3);
+    assert_eq!(juju.status(), &Status::active("Ready at 'edge'"));
+}
+
+#[test]
+fn a_running_service_that_never_answers_is_waiting_not_blocked() {
+    let (mut juju, mut host) = (Juju::default(), Host::installed_at("edge"));
+    host.service_hung = true;
+    assert_eq!(run(&mut juju, &mut host, "update-status"), Exit::Done);
+    assert_eq!(host.commands, ["restart"]);
+    assert_eq!(
+        juju.status(),
+        &Status::waiting("microsample not responding on port 8080")
     );
 }
