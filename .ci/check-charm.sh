@@ -215,4 +215,31 @@ if problems:
     sys.exit(1)
 print(f"charmcraft analyse: {len(results)} checks, only language/framework unknown: OK")
 PY
+# --- charmcraft accepts charmcraft.yaml itself --------------------------------------------------
+# `charmcraft expand-extensions` loads and validates the project file with charmcraft's own
+# models (platforms, parts, config, actions), so the `charmcraft pack` route stays valid too.
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+echo "--- charmcraft expand-extensions (validates $repo/charmcraft.yaml)"
+(
+    cd "$repo"
+    XDG_RUNTIME_DIR=$work/xdg/run XDG_STATE_HOME=$work/xdg/state XDG_CACHE_HOME=$work/xdg/cache \
+        XDG_CONFIG_HOME=$work/xdg/config XDG_DATA_HOME=$work/xdg/data \
+        "$venv/bin/charmcraft" expand-extensions >"$work/expanded.yaml" 2>"$work/expand.err"
+) || {
+    cat "$work/expand.err" >&2
+    echo "check-charm: charmcraft rejects charmcraft.yaml" >&2
+    exit 1
+}
+"$venv/bin/python" - "$work/expanded.yaml" <<'PY'
+import sys
+
+import yaml
+
+project = yaml.safe_load(open(sys.argv[1]))
+platforms = sorted(project["platforms"])
+assert platforms == ["ubuntu@22.04:amd64", "ubuntu@24.04:amd64"], platforms
+part = project["parts"]["charm"]
+assert part["plugin"] == "rust" and part["organize"] == {"bin/dispatch": "dispatch"}, part
+print(f"charmcraft accepts charmcraft.yaml: platforms {', '.join(platforms)}, rust part -> dispatch")
+PY
 echo "check-charm: OK"
