@@ -77,10 +77,6 @@ impl HookTools for Juju {
         self.opened.remove(port);
         Ok(())
     }
-    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError> {
-        self.call("action-get")?;
-        Ok(Map::new())
-    }
     fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError> {
         self.call("action-set")?;
         self.action_results.extend_from_slice(results);

@@ -112,9 +112,6 @@ impl<T: HookTools> HookTools for Reported<T> {
     fn close_port(&mut self, port: &str) -> Result<(), ToolError> {
         self.tools.close_port(port)
     }
-    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError> {
-        self.tools.action_get()
-    }
     fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError> {
         self.tools.action_set(results)
     }
@@ -179,9 +176,6 @@ mod tests {
         }
         fn close_port(&mut self, _: &str) -> Result<(), ToolError> {
             Ok(())
-        }
-        fn action_get(&mut self) -> Result<Map<String, Value>, ToolError> {
-            Ok(Map::new())
         }
         fn action_set(&mut self, _: &[(String, String)]) -> Result<(), ToolError> {
             Ok(())

@@ -98,8 +98,6 @@ pub trait HookTools {
     fn opened_ports(&mut self) -> Result<Vec<String>, ToolError>;
     fn open_port(&mut self, port: &str) -> Result<(), ToolError>;
     fn close_port(&mut self, port: &str) -> Result<(), ToolError>;
-    /// `action-get --format=json`: the action's parameters.
-    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError>;
     fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError>;
     fn action_fail(&mut self, message: &str) -> Result<(), ToolError>;
     /// `relation-ids --format=json <endpoint>`.
@@ -194,10 +192,6 @@ impl HookTools for ProcessTools {
 
     fn close_port(&mut self, port: &str) -> Result<(), ToolError> {
         self.call("close-port", &[port], None).map(drop)
-    }
-
-    fn action_get(&mut self) -> Result<Map<String, Value>, ToolError> {
-        self.call_json("action-get", &["--format=json"])
     }
 
     fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError> {

@@ -42,17 +42,6 @@ pub enum SnapCliError {
     NotRun(String),
 }
 
-impl SnapCliError {
-    /// Problems the operator fixes with `juju config`, as opposed to faults Juju should
-    /// retry.
-    pub fn is_operator_fixable(&self) -> bool {
-        matches!(
-            self,
-            SnapCliError::ChannelNotAvailable { .. } | SnapCliError::SnapNotFound(_)
-        )
-    }
-}
-
 impl fmt::Display for SnapCliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -127,13 +116,6 @@ impl Default for SnapCli {
 }
 
 impl SnapCli {
-    pub fn new(timeout: Duration, retry_delays: Vec<Duration>) -> SnapCli {
-        SnapCli {
-            timeout,
-            retry_delays,
-        }
-    }
-
     fn run(&self, args: &[&str], channel: Option<&Channel>) -> Result<(), SnapCliError> {
         let mut delays = self.retry_delays.iter();
         loop {
@@ -233,7 +215,10 @@ mod tests {
         ));
         let offline = "error: cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host\n";
         let failed = classify(Some(1), offline, None);
-        assert!(!failed.is_operator_fixable());
+        assert!(
+            matches!(failed, SnapCliError::Failed { .. }),
+            "a retried fault"
+        );
         assert_eq!(
             failed.to_string(),
             "cannot install \"microsample\": persistent network error: Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io: no such host"

@@ -5,7 +5,7 @@
 //! but never hang it or exhaust memory.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
@@ -196,10 +196,6 @@ impl SnapdClient {
     pub fn from_env() -> std::io::Result<SnapdClient> {
         let socket = std::env::var_os("SNAPD_SOCKET").unwrap_or_else(|| DEFAULT_SOCKET.into());
         SnapdClient::new(PathBuf::from(socket), REQUEST_TIMEOUT)
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 
     /// `GET <path>`: the HTTP status and the body.
