@@ -10,11 +10,11 @@
 
 #![allow(dead_code)]
 
-use microsample_charm::charm::Config;
-use microsample_charm::snap::channel::RISKS;
-use microsample_charm::snap::snapd::{decode, decode_snap};
-use microsample_charm::snap::{Channel, ChannelError, SnapdError};
-use microsample_charm::text::bounded;
+use microsample_charm::bounded;
+use microsample_charm::Config;
+use microsample_charm::RISKS;
+use microsample_charm::{decode, decode_snap};
+use microsample_charm::{Channel, ChannelError, SnapdError};
 use serde_json::{Map, Value};
 
 /// The fuzz targets, by name (also the names of the `fuzz/corpus/<target>` directories).
@@ -305,50 +305,50 @@ pub fn config(data: &[u8]) -> Result<(), String> {
     match Config::from_settings(&settings) {
         Ok(config) => {
             ensure!(
-                (1024..=65535).contains(&config.port),
+                (1024..=65535).contains(&config.port()),
                 "accepted port {}",
-                config.port
+                config.port()
             );
-            let again = Channel::parse(config.channel.as_str())
-                .map_err(|e| format!("accepted channel {:?}: {e}", config.channel.as_str()))?;
+            let again = Channel::parse(config.channel().as_str())
+                .map_err(|e| format!("accepted channel {:?}: {e}", config.channel().as_str()))?;
             ensure!(
-                again == config.channel,
+                &again == config.channel(),
                 "channel does not re-parse the same"
             );
             match settings.get("channel") {
                 Some(Value::String(s)) => ensure!(
-                    s == config.channel.as_str(),
+                    s == config.channel().as_str(),
                     "channel {s:?} configured, {:?} used",
-                    config.channel.as_str()
+                    config.channel().as_str()
                 ),
                 None | Some(Value::Null) => ensure!(
-                    config.channel.as_str() == "edge",
+                    config.channel().as_str() == "edge",
                     "default channel is {:?}",
-                    config.channel.as_str()
+                    config.channel().as_str()
                 ),
                 Some(other) => return Err(format!("non-string channel {other} accepted")),
             }
             match settings.get("port") {
                 None | Some(Value::Null) => {
-                    ensure!(config.port == 8080, "default port is {}", config.port)
+                    ensure!(config.port() == 8080, "default port is {}", config.port())
                 }
                 Some(value) => ensure!(
-                    value.as_i64() == Some(i64::from(config.port)),
+                    value.as_i64() == Some(i64::from(config.port())),
                     "port {value} configured, {} used",
-                    config.port
+                    config.port()
                 ),
             }
             // Finding F1 (fixed), as the charm meets it: the snap must be seen to track the
             // configured channel.
-            let full = config.channel.full();
+            let full = config.channel().full();
             ensure!(
-                config.channel.is_tracked_by(&full),
+                config.channel().is_tracked_by(&full),
                 "configured channel {:?} is not tracked by its full form {full:?}",
-                config.channel.as_str()
+                config.channel().as_str()
             );
         }
         Err(invalid) => {
-            let message = &invalid.0;
+            let message = &invalid.to_string();
             ensure!(
                 !message.chars().any(char::is_control),
                 "error message {message:?} has a control character"

@@ -14,26 +14,26 @@ use crate::metadata::CHARM_NAME;
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/cos_assets.rs"));
 }
-pub use assets::{ALERT_RULES_JSON, DASHBOARD_XZ_BASE64};
+pub(crate) use assets::{ALERT_RULES_JSON, DASHBOARD_XZ_BASE64};
 
 /// The relation endpoint, as declared in charmcraft.yaml.
-pub const ENDPOINT: &str = "cos-agent";
+pub(crate) const ENDPOINT: &str = "cos-agent";
 /// The unit databag key the requirer reads.
-pub const DATABAG_KEY: &str = "config";
+pub(crate) const DATABAG_KEY: &str = "config";
 /// What the rule files write where the topology matchers go.
 const TOPOLOGY_PLACEHOLDER: &str = "%%juju_topology%%";
 
 /// Where this unit sits in Juju, for labels and rule matchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    pub model: String,
-    pub model_uuid: String,
-    pub application: String,
+pub(crate) struct Topology {
+    pub(crate) model: String,
+    pub(crate) model_uuid: String,
+    pub(crate) application: String,
 }
 
 impl Topology {
     /// From the hook environment (`JUJU_MODEL_NAME`, `JUJU_MODEL_UUID`, `JUJU_UNIT_NAME`).
-    pub fn from_env() -> Topology {
+    pub(crate) fn from_env() -> Topology {
         let var = |name| std::env::var(name).unwrap_or_default();
         let unit = var("JUJU_UNIT_NAME");
         let application = match unit.split_once('/') {
@@ -72,7 +72,7 @@ fn promql_escape(value: &str) -> String {
 
 /// The alert rules with this unit's topology: matchers in every expression, topology
 /// labels on every rule, and group names unique per model and application.
-pub fn alert_rules(topology: &Topology) -> Value {
+pub(crate) fn alert_rules(topology: &Topology) -> Value {
     let mut rules: Value = serde_json::from_str(ALERT_RULES_JSON).unwrap_or_default();
     let matchers = topology.matchers();
     let prefix = format!(
@@ -99,22 +99,37 @@ pub fn alert_rules(topology: &Topology) -> Value {
 }
 
 /// The unit databag to write on every cos-agent relation: `{"config": "<json>"}`.
-pub fn unit_databag(topology: &Topology, port: u16) -> Map<String, Value> {
+pub(crate) fn unit_databag(topology: &Topology, port: u16, metrics: bool) -> Map<String, Value> {
+    let (rules, jobs) = if metrics {
+        (
+            alert_rules(topology),
+            json!([{
+                "job_name": format!("{}_0_default", topology.application),
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [format!("localhost:{port}")]}],
+            }]),
+        )
+    } else {
+        (json!({}), json!([]))
+    };
     let config = json!({
-        "metrics_alert_rules": alert_rules(topology),
+        "metrics_alert_rules": rules,
         "log_alert_rules": {},
         "dashboards": [DASHBOARD_XZ_BASE64],
-        "metrics_scrape_jobs": [{
-            "job_name": format!("{}_0_default", topology.application),
-            "metrics_path": "/metrics",
-            "static_configs": [{"targets": [format!("localhost:{port}")]}],
-        }],
+        "metrics_scrape_jobs": jobs,
         "log_slots": [],
         "tracing_protocols": null,
     });
     let mut databag = Map::new();
     databag.insert(DATABAG_KEY.into(), Value::from(config.to_string()));
     databag
+}
+
+/// Whether a `/metrics` answer is Prometheus exposition text.
+pub(crate) fn is_prometheus_text(content_type: Option<&str>, body: &str) -> bool {
+    let _ = content_type;
+    body.lines()
+        .any(|l| l.starts_with("# TYPE ") || l.starts_with("# HELP "))
 }
 
 #[cfg(test)]
@@ -130,7 +145,7 @@ mod tests {
     }
 
     fn config(port: u16) -> Value {
-        let databag = unit_databag(&topology(), port);
+        let databag = unit_databag(&topology(), port, true);
         assert_eq!(databag.len(), 1);
         serde_json::from_str(databag[DATABAG_KEY].as_str().unwrap()).unwrap()
     }

@@ -2,35 +2,44 @@
 //! charm's `dispatch`.
 //!
 //! Juju runs the binary once per event with `JUJU_DISPATCH_PATH=hooks/<hook>` or
-//! `actions/<action>`. The charm installs microsample with the `snap` CLI, keeps it on the
-//! configured channel and port, asks snapd over its socket what is really installed, checks
-//! the service answers, and reports all of it through the hook tools.
+//! `actions/<action>` (docs/juju.md#dispatch). The charm installs microsample with the
+//! `snap` CLI, keeps it on the configured channel and port, asks snapd over its socket what
+//! is really installed, checks the service answers, and reports all of it through the hook
+//! tools.
 //!
-//! Modules, one concern each:
-//! - [`juju`]: the event, the hook tools (and what was last reported), the `juju-log`
-//!   logger;
-//! - [`snap`]: channel grammar, snapd REST client, `snap` CLI runner;
-//! - [`charm`]: the reconcile and the actions, from config and observed state to one status;
-//! - [`workload`]: is microsample answering on its port;
-//! - [`cos`]: what the `cos-agent` relation carries (scrape job, alert rules, dashboard);
-//! - [`metadata`]: names and defaults generated from `charmcraft.yaml` at build time.
+//! Data flows one way: environment → event → observe → plan → act → observe → one report.
+//! Modules, one concern each (all private; this page is the whole public surface):
+//! - `juju`: the event, the hook tools, opened ports, the `juju-log` logger;
+//! - `snap`: channel grammar, snapd REST client, `snap` CLI runner;
+//! - `workload`: the service's port, health and metrics;
+//! - `charm`: config, observe, plan, act, report;
+//! - `cos`: what the `cos-agent` relation carries;
+//! - `http`, `process`, `deadline`, `text`: bounded I/O and safe text;
+//! - `metadata`: names, defaults and enums generated from `charmcraft.yaml` at build time.
+//!
+//! The public items are what the fuzz targets and the tests outside the crate use.
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod charm;
-pub mod cos;
-pub mod juju;
-pub mod process;
-pub mod snap;
-pub mod text;
-pub mod workload;
+mod charm;
+mod cos;
+mod deadline;
+mod http;
+mod juju;
+mod process;
+mod snap;
+mod text;
+mod workload;
 
-/// Names and defaults read from `charmcraft.yaml` by `build.rs`.
-pub mod metadata {
+/// Names, defaults and enums read from `charmcraft.yaml` by `build.rs`.
+mod metadata {
     include!(concat!(env!("OUT_DIR"), "/metadata.rs"));
 }
 
 use std::ffi::OsString;
 
-use juju::{Dispatch, ProcessTools};
+pub use charm::{Config, ConfigError};
+pub use snap::snapd::{decode, decode_snap};
+pub use snap::{channel::RISKS, Channel, ChannelError, Snap, SnapdError};
 
 /// Exit code for a `JUJU_DISPATCH_PATH` that is missing or not understood.
 pub const EXIT_USAGE: u8 = 2;
@@ -43,26 +52,30 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// Sends `log` records where the process runs: `juju-log` in a hook, else syslog or stderr.
+pub fn install_logger() {
+    juju::logger::Logger::from_env().install();
+}
+
+/// `text` made safe to show: control characters folded to spaces, cut to `max` characters.
+pub fn bounded(text: &str, max: usize) -> String {
+    text::bounded(text, max)
+}
+
 /// Runs the charm for the event in `dispatch_path` (the value of `JUJU_DISPATCH_PATH`) and
 /// returns the process exit code.
 pub fn run(dispatch_path: Option<OsString>) -> u8 {
     install_panic_hook();
-    juju::logger::Logger::from_env().install();
-    let dispatch = match Dispatch::parse(dispatch_path.as_deref()) {
+    install_logger();
+    let dispatch = match juju::Dispatch::parse(dispatch_path.as_deref()) {
         Ok(dispatch) => dispatch,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    let mut tools = juju::Reported::new(ProcessTools::default(), juju::reported::FILE);
-    if let Dispatch::Hook(juju::Hook::Stop | juju::Hook::Remove) = dispatch {
-        // The agent has just set a status of its own.
-        tools.forget();
-    }
-    let mut machine = charm::System::default();
     let topology = cos::Topology::from_env();
-    match charm::handle(&mut tools, &mut machine, &topology, &dispatch) {
+    match charm::handle(&mut charm::Real::default(), &topology, &dispatch) {
         charm::Exit::Done => 0,
         charm::Exit::Failed => 1,
     }

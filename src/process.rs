@@ -1,58 +1,60 @@
 //! Running a child process with an argument vector, a deadline and captured output.
 //!
 //! Every external command the charm runs (hook tools, the `snap` CLI) goes through
-//! [`run`], so none of them can hang a hook: at the deadline the child is killed.
+//! [`run`], so none of them can hang a hook: at the deadline the child is killed. The
+//! child's pipes are served from this one thread with `poll(2)` (no helper threads), so a
+//! chatty child never blocks on a full pipe and a large stdin never deadlocks.
 
-use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 /// What a finished child left behind.
 #[derive(Debug)]
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl Finished {
     /// The stderr text, lossily decoded and trimmed.
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
     }
 }
 
 /// Why a child could not be run to completion.
 #[derive(Debug)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// It could not be started (not on PATH, not executable, ...).
-    Spawn(std::io::Error),
+    Spawn(io::Error),
     /// It was still running at the deadline and was killed.
-    TimedOut(Duration),
+    TimedOut,
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            RunError::Spawn(e) if e.kind() == ErrorKind::NotFound => {
                 f.write_str("not found on PATH")
             }
             RunError::Spawn(e) => write!(f, "cannot run: {e}"),
-            RunError::TimedOut(t) => write!(f, "killed after {}s without finishing", t.as_secs()),
+            RunError::TimedOut => f.write_str("was killed at its deadline without finishing"),
         }
     }
 }
 
 /// Runs `command` (which inherits this process's environment) with `stdin` fed to it, or
-/// /dev/null, and waits at most `timeout`.
-pub fn run(
+/// /dev/null, until `deadline`.
+pub(crate) fn run(
     command: &mut Command,
     stdin: Option<&[u8]>,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Finished, RunError> {
-    let deadline = Instant::now() + timeout;
     command
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -62,84 +64,161 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().map_err(RunError::Spawn)?;
+    match exchange(&mut child, stdin.unwrap_or_default(), deadline) {
+        Ok((stdout, stderr)) => match wait(&mut child, deadline) {
+            Ok(status) => Ok(Finished {
+                status,
+                stdout,
+                stderr,
+            }),
+            Err(e) => Err(kill(child, e)),
+        },
+        Err(e) => Err(kill(child, e)),
+    }
+}
 
-    // Pipes are drained on threads so a chatty child never blocks on a full pipe; each
-    // thread reports when its pipe closes, which is normally the moment the child exits.
-    let (done_tx, done_rx) = mpsc::channel();
-    let mut readers = Vec::new();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+/// Feeds stdin and drains stdout and stderr until both close.
+fn exchange(
+    child: &mut Child,
+    input: &[u8],
+    deadline: Deadline,
+) -> Result<(Vec<u8>, Vec<u8>), RunError> {
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut written = 0;
+    for fd in [
+        stdin.as_ref().map(AsRawFd::as_raw_fd),
+        stdout.as_ref().map(AsRawFd::as_raw_fd),
+        stderr.as_ref().map(AsRawFd::as_raw_fd),
     ]
     .into_iter()
     .flatten()
     {
-        let tx = done_tx.clone();
-        readers.push(thread::spawn(move || {
-            let mut pipe = pipe;
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            let _ = tx.send(());
-            buf
-        }));
+        set_nonblocking(fd).map_err(RunError::Spawn)?;
     }
-    drop(done_tx);
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A child that exits without reading its stdin is not an error here.
-        let _ = pipe.write_all(input);
-    }
-
-    let mut closed = 0;
-    while closed < readers.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match done_rx.recv_timeout(left) {
-            Ok(()) => closed += 1,
-            Err(_) => return Err(kill(child, timeout)),
+    let mut chunk = [0u8; 8192];
+    while stdin.is_some() || stdout.is_some() || stderr.is_some() {
+        let mut fds = Vec::with_capacity(3);
+        if let Some(pipe) = &stdin {
+            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLOUT));
         }
-    }
-    // Both pipes are closed; the child has exited or is about to.
-    let mut pause = Duration::from_micros(50);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => {
-                thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+        if let Some(pipe) = &stdout {
+            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLIN));
+        }
+        if let Some(pipe) = &stderr {
+            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLIN));
+        }
+        let left = deadline.remaining();
+        if left.is_zero() {
+            return Err(RunError::TimedOut);
+        }
+        let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: fds is a valid array of pollfd for the call's duration.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
             }
-            Ok(None) => return Err(kill(child, timeout)),
-            Err(e) => return Err(RunError::Spawn(e)),
+            return Err(RunError::Spawn(e));
         }
-    };
-    let mut outputs = readers.into_iter().map(|r| r.join().unwrap_or_default());
-    Ok(Finished {
-        status,
-        stdout: outputs.next().unwrap_or_default(),
-        stderr: outputs.next().unwrap_or_default(),
-    })
+        if let Some(pipe) = &mut stdin {
+            match pipe.write(&input[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A child that exits without reading its stdin is not an error here.
+                Err(_) => written = input.len(),
+            }
+            if written >= input.len() {
+                stdin = None; // closes the pipe: the child sees end of input
+            }
+        }
+        drain(&mut stdout, &mut out, &mut chunk)?;
+        drain(&mut stderr, &mut err, &mut chunk)?;
+    }
+    Ok((out, err))
 }
 
-fn kill(mut child: std::process::Child, timeout: Duration) -> RunError {
+/// Reads what is there; drops the pipe at end of file.
+fn drain<R: Read>(
+    pipe: &mut Option<R>,
+    into: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> Result<(), RunError> {
+    let Some(reader) = pipe else {
+        return Ok(());
+    };
+    loop {
+        match reader.read(chunk) {
+            Ok(0) => {
+                *pipe = None;
+                return Ok(());
+            }
+            Ok(n) => into.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(RunError::Spawn(e)),
+        }
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Both pipes are closed: the child has exited or is about to.
+fn wait(child: &mut Child, deadline: Deadline) -> Result<ExitStatus, RunError> {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if !deadline.passed() => {
+                std::thread::sleep(pause.min(deadline.remaining()));
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Ok(None) => return Err(RunError::TimedOut),
+            Err(e) => return Err(RunError::Spawn(e)),
+        }
+    }
+}
+
+fn kill(mut child: Child, error: RunError) -> RunError {
     let _ = child.kill();
     let _ = child.wait();
-    RunError::TimedOut(timeout)
+    error
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
+    fn soon() -> Deadline {
+        Deadline::after(Duration::from_secs(10))
+    }
 
     #[test]
     fn captures_output_and_status() {
         let out = run(
             Command::new("sh").args(["-c", "cat; echo err >&2; exit 3"]),
             Some(b"hello"),
-            Duration::from_secs(10),
+            soon(),
         )
         .unwrap();
         assert_eq!(out.stdout, b"hello");
@@ -148,26 +227,53 @@ mod tests {
     }
 
     #[test]
+    fn large_input_and_output_do_not_deadlock() {
+        let input = vec![b'x'; 1 << 20];
+        let out = run(
+            Command::new("sh").args(["-c", "cat; head -c 300000 /dev/zero >&2"]),
+            Some(&input),
+            soon(),
+        )
+        .unwrap();
+        assert_eq!(out.stdout.len(), 1 << 20);
+        assert_eq!(out.stderr.len(), 300_000);
+    }
+
+    #[test]
+    fn a_child_that_ignores_its_input_is_fine() {
+        let out = run(&mut Command::new("true"), Some(&vec![b'x'; 1 << 20]), soon()).unwrap();
+        assert!(out.status.success());
+    }
+
+    #[test]
     fn kills_at_the_deadline() {
         let started = Instant::now();
         let err = run(
             Command::new("sleep").arg("30"),
             None,
-            Duration::from_millis(200),
+            Deadline::after(Duration::from_millis(200)),
         )
         .unwrap_err();
-        assert!(matches!(err, RunError::TimedOut(_)));
+        assert!(matches!(err, RunError::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_child_that_closes_its_pipes_but_lives_on_is_killed_at_the_deadline() {
+        let started = Instant::now();
+        let err = run(
+            Command::new("sh").args(["-c", "exec >&- 2>&-; sleep 30"]),
+            None,
+            Deadline::after(Duration::from_millis(300)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RunError::TimedOut));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
     fn a_missing_program_is_a_spawn_error() {
-        let err = run(
-            &mut Command::new("/nonexistent/tool"),
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let err = run(&mut Command::new("/nonexistent/tool"), None, soon()).unwrap_err();
         assert!(matches!(err, RunError::Spawn(_)));
     }
 }

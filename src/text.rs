@@ -3,7 +3,7 @@
 /// `text` with control characters (newlines included) replaced by spaces, runs of spaces
 /// folded, and cut to at most `max` characters, ending in `…` when cut. Never splits a
 /// character.
-pub fn bounded(text: &str, max: usize) -> String {
+pub(crate) fn bounded(text: &str, max: usize) -> String {
     let mut folded = String::with_capacity(text.len().min(max.saturating_mul(4)));
     for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
         if !(c == ' ' && folded.ends_with(' ')) {
@@ -22,9 +22,42 @@ pub fn bounded(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` between single quotes as the operator typed it, with anything invisible or
+/// ambiguous escaped (`'edge\n'`, `' edge'`, `'it\'s'`), cut to at most `max` characters
+/// inside the quotes.
+pub(crate) fn quoted(text: &str, max: usize) -> String {
+    let mut escaped = String::new();
+    let mut shown = 0;
+    for c in text.chars() {
+        let piece: String = c.escape_debug().collect();
+        let piece = if c == '"' { "\"".to_string() } else { piece };
+        if shown + piece.chars().count() > max.saturating_sub(1) && shown > 0 {
+            escaped.push('…');
+            break;
+        }
+        shown += piece.chars().count();
+        escaped.push_str(&piece);
+    }
+    format!("'{escaped}'")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::bounded;
+    use super::{bounded, quoted};
+
+    #[test]
+    fn quoting_shows_what_was_typed() {
+        assert_eq!(quoted("edge", 48), "'edge'");
+        assert_eq!(quoted(" edge", 48), "' edge'");
+        assert_eq!(quoted("edge\n", 48), "'edge\\n'");
+        assert_eq!(quoted("it's", 48), "'it\\'s'");
+        assert_eq!(quoted("say \"x\"", 48), "'say \"x\"'");
+        assert_eq!(quoted("", 48), "''");
+        let long = quoted(&"x".repeat(100_000), 48);
+        assert_eq!(long.chars().count(), 48 + 2);
+        assert!(long.ends_with("…'"));
+        assert!(!quoted("a\u{7}b\tc", 48).chars().any(char::is_control));
+    }
 
     #[test]
     fn short_text_is_kept() {

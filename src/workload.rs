@@ -1,25 +1,64 @@
-//! Is microsample answering? `GET http://127.0.0.1:<port>/` must return 200 `Online`.
+//! The microsample service itself: the port it listens on ([`Port`]), whether it answers
+//! (`GET http://127.0.0.1:<port>/` must return 200 `Online`, docs/snapd.md#microsample), and
+//! whether the running revision serves Prometheus text on `/metrics`.
 //!
 //! The loopback address is used rather than `localhost` so no name lookup is needed (the
-//! binary is static and has no NSS modules to load).
+//! binary is static and has no NSS modules to load). Every probe ends by its deadline.
 
 use std::fmt;
-use std::io::Read;
 use std::time::Duration;
 
-/// How long one probe may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::deadline::Deadline;
+use crate::http::{self, HttpError};
 
-/// The result of one probe.
+/// How long one probe may take.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Only the start of `/` matters; `/metrics` of microsample is a few hundred bytes.
+const MAX_ROOT_BODY: usize = 4096;
+const MAX_METRICS_BODY: usize = 256 * 1024;
+
+/// A port microsample may listen on: unprivileged, so never one a system service owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Port(u16);
+
+impl Port {
+    /// The lowest and highest port the charm accepts.
+    pub(crate) const MIN: u16 = 1024;
+    pub(crate) const MAX: u16 = 65535;
+
+    pub(crate) fn new(port: i64) -> Option<Port> {
+        u16::try_from(port)
+            .ok()
+            .filter(|p| *p >= Port::MIN)
+            .map(Port)
+    }
+
+    pub(crate) fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What one probe of `/` saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
+pub(crate) enum Health {
+    /// 200 `Online`.
     Online,
-    /// Not answering, or answering something else; says what was seen.
-    Down(String),
+    /// Nothing listens on the port (connection refused).
+    NotListening,
+    /// Something holds the port but gave no whole answer before the deadline.
+    Silent,
+    /// An answer other than 200 `Online`, described.
+    Wrong(String),
 }
 
 impl Health {
-    pub fn is_online(&self) -> bool {
+    pub(crate) fn is_online(&self) -> bool {
         matches!(self, Health::Online)
     }
 }
@@ -28,42 +67,104 @@ impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Health::Online => f.write_str("online"),
-            Health::Down(why) => f.write_str(why),
+            Health::NotListening => f.write_str("nothing listens on the port"),
+            Health::Silent => f.write_str("the port accepts connections but does not answer"),
+            Health::Wrong(what) => f.write_str(what),
         }
     }
 }
 
 /// Probes microsample on `port`.
-pub fn probe(port: u16, timeout: Duration) -> Health {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        // ureq zero-fills 128 KiB buffers by default; the answer is "Online".
-        .input_buffer_size(8 * 1024)
-        .output_buffer_size(8 * 1024)
-        .build()
-        .into();
-    let url = format!("http://127.0.0.1:{port}/");
-    let mut response = match agent.get(&url).call() {
+pub(crate) fn probe(port: Port, deadline: Deadline) -> Health {
+    let response = match http::get_tcp(port.get(), "/", MAX_ROOT_BODY, deadline) {
         Ok(response) => response,
-        Err(e) => return Health::Down(format!("no answer on port {port}: {e}")),
+        Err(HttpError::Connect(_)) => return Health::NotListening,
+        Err(HttpError::Timeout) => return Health::Silent,
+        Err(e) => return Health::Wrong(format!("port {port} answered {e}")),
     };
-    let status = response.status().as_u16();
-    let mut body = String::new();
-    // Only the start of the body matters; a huge or binary answer is just "not Online".
-    let read = response
-        .body_mut()
-        .as_reader()
-        .take(64)
-        .read_to_string(&mut body);
-    match (status, read) {
-        (200, Ok(_)) if body.trim() == "Online" => Health::Online,
-        (200, _) => Health::Down(format!(
-            "port {port} answered {:?} instead of \"Online\"",
-            crate::text::bounded(&body, 40)
+    let body = String::from_utf8_lossy(&response.body);
+    match response.status {
+        200 if body.trim() == "Online" => Health::Online,
+        200 => Health::Wrong(format!(
+            "port {port} answered {} instead of 'Online'",
+            crate::text::quoted(body.trim(), 40)
         )),
-        (status, _) => Health::Down(format!("port {port} answered HTTP {status}")),
+        status => Health::Wrong(format!("port {port} answered HTTP {status}")),
+    }
+}
+
+/// Whether `GET /metrics` answers Prometheus exposition text (revisions of microsample
+/// built before May 2023 serve no `/metrics`, docs/snapd.md#microsample).
+pub(crate) fn serves_metrics(port: Port, deadline: Deadline) -> bool {
+    match http::get_tcp(port.get(), "/metrics", MAX_METRICS_BODY, deadline) {
+        Ok(response) if response.status == 200 => crate::cos::is_prometheus_text(
+            response.content_type.as_deref(),
+            &String::from_utf8_lossy(&response.body),
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn answer(response: &'static [u8]) -> Port {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(response);
+        });
+        Port(port)
+    }
+
+    fn soon() -> Deadline {
+        Deadline::after(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn ports_below_1024_and_out_of_range_are_refused() {
+        assert_eq!(Port::new(8080).map(Port::get), Some(8080));
+        assert_eq!(Port::new(1024).map(Port::get), Some(1024));
+        assert_eq!(Port::new(65535).map(Port::get), Some(65535));
+        for bad in [-1, 0, 80, 1023, 65536, i64::MAX] {
+            assert_eq!(Port::new(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn online_and_other_answers() {
+        let port = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nOnline");
+        assert_eq!(probe(port, soon()), Health::Online);
+        let port = answer(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            probe(port, soon()),
+            Health::Wrong(format!("port {port} answered HTTP 500"))
+        );
+        let port = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(
+            probe(port, soon()),
+            Health::Wrong(format!("port {port} answered 'hello' instead of 'Online'"))
+        );
+    }
+
+    #[test]
+    fn nothing_listening_and_silence() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(probe(Port(port), soon()), Health::NotListening);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = Port(listener.local_addr().unwrap().port());
+        let deadline = Deadline::after(Duration::from_millis(200));
+        assert_eq!(probe(port, deadline), Health::Silent);
+        drop(listener);
     }
 }

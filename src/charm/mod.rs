@@ -1,53 +1,55 @@
-//! The charm: one idempotent reconcile for every hook that can change the goal state, plus
-//! dedicated handlers for `remove` and the actions.
+//! The charm: for each event, observe → plan → act → observe → one [`Outcome`], reported in
+//! one place ([`report`]).
 //!
-//! The reconcile reads config and what snapd reports, acts (install, refresh, port,
-//! restart), and ends with exactly one final status computed from what it observed. Three
-//! outcomes: done (exit 0), blocked on an operator mistake (exit 0, `blocked`), or a fault
-//! Juju should retry (exit 1, ERROR in `juju debug-log`, a status naming the cause).
+//! Reconciling hooks read config, take a snapshot ([`observe`]), ask the pure [`plan`] what
+//! to change, change it ([`act`]), and look again, until nothing is left to do (at most
+//! [`MAX_ROUNDS`] rounds). The status then comes from the last snapshot ([`plan::assess`]):
+//! never from memory. Three kinds of ending: done (exit 0), blocked on something only the
+//! operator can fix (exit 0, `blocked`), or a fault Juju should retry (exit 1, ERROR in
+//! `juju debug-log`, a status naming the cause).
 
-pub mod config;
-pub mod machine;
-#[cfg(test)]
-mod tests;
+mod act;
+mod config;
+mod host;
+mod observe;
+mod plan;
 
-use std::time::Duration;
+use serde_json::{Map, Value};
 
-use serde_json::Value;
-
-pub use config::{Config, InvalidConfig};
-pub use machine::{Machine, System};
+pub use config::{Config, ConfigError};
+pub(crate) use host::Real;
 
 use crate::cos::{self, Topology};
-use crate::juju::{Dispatch, Hook, HookTools, Status, ToolError};
-use crate::snap::{Channel, Snap, SnapCliError, SnapdError, SNAP_NAME};
+use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError};
+use crate::metadata::Endpoint;
+use crate::snap::{SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
 use crate::text::bounded;
-use crate::workload::Health;
+use host::Host;
+use observe::{HealthBudget, Observed};
+use plan::{Done, Plan};
 
-/// How long a (re)started microsample gets to answer before it is reported down.
-pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
-/// Pause between probes while waiting for it.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Rounds of plan and act one hook may take: install, then move the port, then check.
+pub(crate) const MAX_ROUNDS: usize = 3;
+/// Longest workload version shown in `juju status`.
+const MAX_VERSION: usize = 64;
 
 /// What the process should exit with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// The hook did what it could (including reporting `blocked`).
     Done,
     /// A fault Juju should retry: exit non-zero.
     Failed,
 }
 
-/// Why a reconcile stopped before the end.
+/// Why a hook stopped before the end.
 #[derive(Debug)]
-enum Stop {
-    /// An operator-fixable problem: report it, exit 0.
+pub(crate) enum Stop {
+    /// Only the operator can fix it: report it, exit 0.
     Blocked(Status),
     /// A transient fault: log `cause` at ERROR, report `status`, exit non-zero.
     Fault { status: Status, cause: String },
 }
-
-type Step<T> = Result<T, Stop>;
 
 impl From<ToolError> for Stop {
     fn from(e: ToolError) -> Stop {
@@ -58,418 +60,288 @@ impl From<ToolError> for Stop {
     }
 }
 
-fn snapd_fault(e: SnapdError) -> Stop {
-    Stop::Fault {
-        status: Status::waiting(format!("snapd unavailable, will retry: {e}")),
-        cause: format!("cannot read the {SNAP_NAME} snap from snapd: {e}"),
+impl Stop {
+    fn snapd(e: SnapdError) -> Stop {
+        Stop::Fault {
+            status: Status::waiting(format!("snapd unavailable, will retry: {e}")),
+            cause: format!("cannot read the {SNAP_NAME} snap from snapd: {e}"),
+        }
+    }
+
+    /// A failed `snap` command: the operator's problem when retrying cannot help (no such
+    /// channel, branch or track), otherwise a fault to retry.
+    fn snap(command: &SnapCommand, e: SnapCliError) -> Stop {
+        match (command, &e) {
+            (
+                SnapCommand::Install(c) | SnapCommand::Refresh(c),
+                SnapCliError::ChannelNotAvailable(_),
+            ) => {
+                log::warn!("{command}: {e}");
+                Stop::Blocked(Status::blocked(format!(
+                    "channel '{c}' not available for {SNAP_NAME}: {e}"
+                )))
+            }
+            (_, SnapCliError::LocalSnap(_)) => {
+                log::warn!("{command}: {e}");
+                Stop::Blocked(Status::blocked(format!(
+                    "{SNAP_NAME} was installed from a file: {e}"
+                )))
+            }
+            (SnapCommand::Install(_), SnapCliError::SnapNotFound(_)) => {
+                log::warn!("{command}: {e}");
+                Stop::Blocked(Status::blocked(format!(
+                    "{SNAP_NAME} not found in the snap store: {e}"
+                )))
+            }
+            _ => Stop::Fault {
+                status: Status::waiting(format!(
+                    "snap {} {SNAP_NAME} failed, will retry: {e}",
+                    command.verb()
+                )),
+                cause: format!("{command} failed: {e}"),
+            },
+        }
     }
 }
 
-/// A failed `snap <verb>`: the operator's problem when the store lacks the channel,
-/// otherwise a fault to retry.
-fn snap_command_stop(verb: &str, e: SnapCliError) -> Stop {
-    match &e {
-        SnapCliError::ChannelNotAvailable { channel, .. } => {
-            log::warn!("snap {verb} {SNAP_NAME}: {e}");
-            Stop::Blocked(Status::blocked(format!(
-                "channel '{}' not available for {SNAP_NAME}",
-                bounded(channel, 64)
-            )))
+/// What a hook or action ends with, reported in one place.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The unit's workload status, when the hook owns it.
+    pub(crate) status: Option<Status>,
+    /// The workload version observed.
+    pub(crate) version: Option<String>,
+    /// Unit databags to write: `(relation id, settings)`.
+    pub(crate) relation_data: Vec<(String, Map<String, Value>)>,
+    /// An action's results, or why it failed.
+    pub(crate) action: Option<Result<Vec<(&'static str, String)>, String>>,
+    /// A fault to retry: logged at ERROR, exit non-zero.
+    pub(crate) fault: Option<String>,
+}
+
+impl Outcome {
+    fn stopped(stop: Stop, version: Option<String>) -> Outcome {
+        match stop {
+            Stop::Blocked(status) => Outcome {
+                status: Some(status),
+                version,
+                ..Outcome::default()
+            },
+            Stop::Fault { status, cause } => Outcome {
+                status: Some(status),
+                version,
+                fault: Some(cause),
+                ..Outcome::default()
+            },
         }
-        // Only install asks the store; `snap set/start/restart` say "not found" for a snap
-        // that is not installed, which is a fault to retry, not an operator problem.
-        SnapCliError::SnapNotFound(_) if verb == "install" => {
-            log::warn!("snap {verb} {SNAP_NAME}: {e}");
-            Stop::Blocked(Status::blocked(format!(
-                "{SNAP_NAME} not found in the snap store: {e}"
-            )))
-        }
-        _ => Stop::Fault {
-            status: Status::waiting(format!("snap {verb} {SNAP_NAME} failed, will retry: {e}")),
-            cause: format!("snap {verb} {SNAP_NAME} failed: {e}"),
-        },
     }
 }
 
-/// A charm run: the hook tools and the machine for one event.
-pub struct Charm<'a, T: HookTools, M: Machine> {
-    tools: &'a mut T,
-    machine: &'a mut M,
-    topology: &'a Topology,
-    /// The workload version once snapd has told it; set once, at the end of the hook.
-    version: Option<String>,
-}
-
-/// Handles one event.
-pub fn handle<T: HookTools, M: Machine>(
-    tools: &mut T,
-    machine: &mut M,
-    topology: &Topology,
-    dispatch: &Dispatch,
-) -> Exit {
-    let mut charm = Charm {
-        tools,
-        machine,
-        topology,
-        version: None,
-    };
-    match dispatch {
-        Dispatch::Hook(Hook::Install | Hook::Start | Hook::UpdateStatus) => {
-            let result = charm.reconcile(false);
-            charm.finish(result)
-        }
-        // What cos-agent carries follows config and the charm's own files: republish.
-        Dispatch::Hook(Hook::ConfigChanged | Hook::UpgradeCharm) => {
-            let result = charm.reconcile(true);
-            charm.finish(result)
-        }
-        Dispatch::Hook(Hook::Relation { endpoint, kind })
-            if endpoint == cos::ENDPOINT && (kind == "joined" || kind == "changed") =>
-        {
-            charm.publish_only()
-        }
-        Dispatch::Hook(Hook::Remove) => {
-            let result = charm.remove();
-            charm.finish(result)
-        }
+/// Handles one event and reports its outcome; returns how the process should exit.
+pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispatch) -> Exit {
+    let outcome = match dispatch {
+        Dispatch::Hook(
+            Hook::Install
+            | Hook::Start
+            | Hook::ConfigChanged
+            | Hook::UpgradeCharm
+            | Hook::UpdateStatus
+            | Hook::LeaderElected,
+        )
+        | Dispatch::Hook(Hook::Relation {
+            endpoint: Endpoint::CosAgent,
+            kind: RelationKind::Joined | RelationKind::Changed,
+        }) => reconcile(host, topology),
+        Dispatch::Hook(Hook::Remove) => remove(host),
         // Stopping the unit's agent must not stop the workload; remove cleans up.
-        Dispatch::Hook(Hook::Stop) => Exit::Done,
+        Dispatch::Hook(Hook::Stop) => return Exit::Done,
         Dispatch::Hook(Hook::Relation { endpoint, kind }) => {
-            log::debug!("ignoring {endpoint}-relation-{kind}: nothing to do on this relation");
-            Exit::Done
+            log::debug!(
+                "ignoring {}-relation-{kind:?}: nothing to do",
+                endpoint.name()
+            );
+            return Exit::Done;
         }
         Dispatch::Hook(Hook::Other(name)) => {
             log::debug!("ignoring hook {name}: nothing to do");
-            Exit::Done
+            return Exit::Done;
         }
-        Dispatch::Action(name) => charm.action(name),
-    }
+        Dispatch::Action(action) => act::action(host, *action),
+        Dispatch::UnknownAction(name) => Outcome {
+            action: Some(Err(format!("unknown action {name:?}"))),
+            ..Outcome::default()
+        },
+    };
+    report(host, outcome)
 }
 
-impl<T: HookTools, M: Machine> Charm<'_, T, M> {
-    /// Reports the outcome: the workload version if known, then one final status.
-    fn finish(&mut self, result: Step<Status>) -> Exit {
-        let mut exit = Exit::Done;
-        if let Some(version) = self.version.take() {
-            if let Err(e) = self.tools.application_version_set(&version) {
-                log::error!("cannot set the workload version: {e}");
-                exit = Exit::Failed;
-            }
+/// Converges the machine on the config and reports what it then observes.
+fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
+    let settings = match host.config_get() {
+        Ok(settings) => settings,
+        Err(e) => return Outcome::stopped(e.into(), None),
+    };
+    let config = match Config::from_settings(&settings) {
+        Ok(config) => config,
+        Err(e) => {
+            log::warn!("{e}");
+            // Still the truth about the workload version.
+            let version = host.snap().ok().flatten().map(|s| s.version);
+            return Outcome::stopped(Stop::Blocked(Status::blocked(e.to_string())), version);
         }
-        let status = match result {
-            Ok(status) | Err(Stop::Blocked(status)) => status,
-            Err(Stop::Fault { status, cause }) => {
-                log::error!("{cause}");
-                exit = Exit::Failed;
-                status
-            }
+    };
+    let mut done = Done::default();
+    let mut budget = HealthBudget::default();
+    let mut seen = match look(host, &config, &mut budget) {
+        Ok(seen) => seen,
+        Err(stop) => return Outcome::stopped(stop, None),
+    };
+    for _ in 0..MAX_ROUNDS {
+        let steps = match plan::plan(&config, &seen, &done) {
+            Plan::Hold(status) => return finish(status, &config, &seen, topology),
+            Plan::Steps(steps) if steps.is_empty() => break,
+            Plan::Steps(steps) => steps,
         };
-        if let Err(e) = self.tools.status_set(&status) {
-            log::error!("cannot set status {status}: {e}");
-            exit = Exit::Failed;
+        if let Err(stop) = act::steps(host, &steps, &mut done, &mut seen.juju) {
+            return Outcome::stopped(stop, version(&seen));
         }
-        exit
+        seen.machine = match observe::machine(host, config.port, done.started(), &mut budget) {
+            Ok(machine) => machine,
+            Err(stop) => return Outcome::stopped(stop, version(&seen)),
+        };
+        if seen.machine.snap.is_none() && done.commands.iter().any(|c| c.verb() == "install") {
+            let cause = format!("snap install {SNAP_NAME} succeeded but snapd does not list it");
+            let status = Status::waiting(format!("{SNAP_NAME} missing after install, will retry"));
+            return Outcome::stopped(Stop::Fault { status, cause }, None);
+        }
     }
-
-    /// Shows progress at once: a step that takes a while says so in `juju status`.
-    fn progress(&mut self, message: String) -> Step<()> {
-        self.tools.status_set(&Status::maintenance(message))?;
-        Ok(())
+    if let Some(cause) = plan::unconverged(&config, &seen.machine) {
+        let status = Status::waiting(format!("{}, will retry", bounded(&cause, 150)));
+        return Outcome::stopped(Stop::Fault { status, cause }, version(&seen));
     }
+    let status = plan::assess(&config, &seen.machine);
+    if let Some(health) = seen.machine.health.as_ref().filter(|h| !h.is_online()) {
+        log::warn!("{}: {health}", status.message);
+    }
+    finish(status, &config, &seen, topology)
+}
 
-    fn config(&mut self) -> Step<Config> {
-        let settings = self.tools.config_get()?;
-        Config::from_settings(&settings).map_err(|InvalidConfig(message)| {
-            log::warn!("{message}");
-            Stop::Blocked(Status::blocked(message))
+fn look(
+    host: &mut impl Host,
+    config: &Config,
+    budget: &mut HealthBudget,
+) -> Result<Observed, Stop> {
+    let juju = observe::juju(host)?;
+    let machine = observe::machine(host, config.port, false, budget)?;
+    Ok(Observed { machine, juju })
+}
+
+fn version(seen: &Observed) -> Option<String> {
+    seen.machine
+        .snap
+        .as_ref()
+        .map(|s| bounded(&s.version, MAX_VERSION))
+}
+
+/// The outcome of a reconcile: the status, the version, and the cos-agent data for what
+/// the running revision serves.
+fn finish(status: Status, config: &Config, seen: &Observed, topology: &Topology) -> Outcome {
+    let metrics = seen.machine.metrics;
+    let relation_data = seen
+        .juju
+        .cos_relations
+        .iter()
+        .map(|id| {
+            let data = cos::unit_databag(topology, config.port.get(), metrics);
+            (id.clone(), data)
         })
-    }
-
-    fn observe(&mut self) -> Step<Option<Snap>> {
-        let snap = self.machine.snap().map_err(snapd_fault)?;
-        if let Some(snap) = &snap {
-            self.version = Some(snap.version.clone());
-        }
-        Ok(snap)
-    }
-
-    /// What snapd reports right after a `snap <verb>` that succeeded: it must list the snap.
-    fn observe_after(&mut self, verb: &str) -> Step<Snap> {
-        self.observe()?.ok_or_else(|| Stop::Fault {
-            status: Status::waiting(format!("{SNAP_NAME} missing after {verb}, will retry")),
-            cause: format!("snap {verb} {SNAP_NAME} succeeded but snapd does not list it"),
-        })
-    }
-
-    /// The snap, installed if missing and moved to `channel` if it tracks another one; true
-    /// when it was just installed or refreshed (its service is starting).
-    fn ensure_snap(&mut self, channel: &Channel) -> Step<(Snap, bool)> {
-        let (snap, installed) = match self.observe()? {
-            Some(snap) => (snap, false),
-            None => {
-                self.progress(format!("Installing {SNAP_NAME} snap"))?;
-                self.machine
-                    .install(channel)
-                    .map_err(|e| snap_command_stop("install", e))?;
-                log::info!("installed {SNAP_NAME} from channel '{channel}'");
-                (self.observe_after("install")?, true)
-            }
-        };
-        if snap
-            .tracking_channel
-            .as_deref()
-            .is_some_and(|t| channel.is_tracked_by(t))
-        {
-            return Ok((snap, installed));
-        }
-        let was = snap.tracking_channel.unwrap_or_default();
-        self.progress(format!("Refreshing {SNAP_NAME} to '{channel}'"))?;
-        self.machine
-            .refresh(channel)
-            .map_err(|e| snap_command_stop("refresh", e))?;
-        let snap = self.observe_after("refresh")?;
-        let now = snap.tracking_channel.clone().unwrap_or_default();
-        if !channel.is_tracked_by(&now) {
-            return Err(Stop::Fault {
-                status: Status::waiting(format!("{SNAP_NAME} still tracks '{now}', will retry")),
-                cause: format!(
-                    "after snap refresh --channel={channel}, snapd tracks '{now}', not '{}'",
-                    channel.full()
-                ),
-            });
-        }
-        log::info!("refreshed {SNAP_NAME} from '{was}' to '{now}'");
-        Ok((snap, true))
-    }
-
-    /// Points microsample at `port`; true when its service was restarted for it.
-    fn ensure_port(&mut self, port: u16) -> Step<bool> {
-        let current = self.machine.snap_port().map_err(snapd_fault)?;
-        if current.as_ref().and_then(port_value) == Some(port) {
-            return Ok(false);
-        }
-        self.progress(format!("Moving {SNAP_NAME} to port {port}"))?;
-        self.machine
-            .set_port(port)
-            .map_err(|e| snap_command_stop("set", e))?;
-        self.machine
-            .restart()
-            .map_err(|e| snap_command_stop("restart", e))?;
-        log::info!("moved {SNAP_NAME} to port {port}");
-        Ok(true)
-    }
-
-    /// Exactly `<port>/tcp` open, so `juju expose` exposes the port microsample uses.
-    fn ensure_opened(&mut self, port: u16) -> Step<()> {
-        let wanted = format!("{port}/tcp");
-        let opened = self.tools.opened_ports()?;
-        for stale in opened.iter().filter(|p| **p != wanted) {
-            self.tools.close_port(stale)?;
-        }
-        if !opened.contains(&wanted) {
-            self.tools.open_port(&wanted)?;
-        }
-        Ok(())
-    }
-
-    /// Probes until microsample answers or the startup grace runs out.
-    fn wait_online(&mut self, port: u16) -> Health {
-        let mut waited = Duration::ZERO;
-        loop {
-            let health = self.machine.probe(port);
-            if health.is_online() || waited >= STARTUP_GRACE {
-                return health;
-            }
-            self.machine.pause(PROBE_INTERVAL);
-            waited += PROBE_INTERVAL;
-        }
-    }
-
-    /// Checks microsample answers; if not, starts or restarts it once and checks again. A
-    /// service this hook just (re)started gets the startup grace instead of a restart.
-    fn ensure_healthy(&mut self, snap: &Snap, port: u16, just_started: bool) -> Step<Health> {
-        let health = if just_started {
-            self.wait_online(port)
-        } else {
-            self.machine.probe(port)
-        };
-        if health.is_online() || just_started {
-            return Ok(health);
-        }
-        // A running service that does not answer is restarted; a stopped one is started.
-        let running = snap.services_active();
-        let verb = if running { "restart" } else { "start" };
-        log::warn!("{SNAP_NAME} not responding on port {port} ({health}); {verb}ing it");
-        let result = if running {
-            self.machine.restart()
-        } else {
-            self.machine.start()
-        };
-        result.map_err(|e| snap_command_stop(verb, e))?;
-        Ok(self.wait_online(port))
-    }
-
-    /// Converges the machine on the config; `publish` also refreshes the cos-agent data.
-    fn reconcile(&mut self, publish: bool) -> Step<Status> {
-        let config = self.config()?;
-        if publish {
-            self.publish(config.port)?;
-        }
-        let (snap, changed) = self.ensure_snap(&config.channel)?;
-        let restarted = self.ensure_port(config.port)?;
-        self.ensure_opened(config.port)?;
-        let why = match self.ensure_healthy(&snap, config.port, changed || restarted)? {
-            Health::Online => return Ok(Status::active(format!("Ready at '{}'", config.channel))),
-            Health::Down(why) => why,
-        };
-        let message = format!("{SNAP_NAME} not responding on port {}", config.port);
-        // Its process runs but does not answer yet (slow start, or hung): the next
-        // update-status checks again. Not running at all after a start: the operator's turn.
-        let running = self
-            .machine
-            .snap()
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.services_active());
-        if running {
-            log::warn!("{message} though its service runs: {why}");
-            Ok(Status::waiting(message))
-        } else {
-            log::error!("{message}: its service does not run: {why}");
-            Ok(Status::blocked(message))
-        }
-    }
-
-    /// Writes the cos-agent unit databag on every cos-agent relation (none: no calls).
-    fn publish(&mut self, port: u16) -> Step<()> {
-        let relations = self.tools.relation_ids(cos::ENDPOINT)?;
-        if relations.is_empty() {
-            return Ok(());
-        }
-        let databag = cos::unit_databag(self.topology, port);
-        for id in &relations {
-            self.tools.relation_set(id, &databag)?;
-        }
+        .collect();
+    if !seen.juju.cos_relations.is_empty() && !metrics {
         log::info!(
-            "published metrics, alert rules and dashboard on {}",
-            relations.join(", ")
+            "publishing no scrape job or metrics alert rules: the running {SNAP_NAME} serves no Prometheus metrics on /metrics"
         );
-        Ok(())
     }
-
-    /// A cos-agent relation hook: publish, and leave the unit status as the last reconcile
-    /// set it.
-    fn publish_only(&mut self) -> Exit {
-        let published = self.config().and_then(|config| self.publish(config.port));
-        match published {
-            Ok(()) => Exit::Done,
-            // Invalid config is already reported as blocked; there is nothing to publish.
-            Err(Stop::Blocked(_)) => Exit::Done,
-            Err(Stop::Fault { cause, .. }) => {
-                log::error!("cannot publish on {}: {cause}", cos::ENDPOINT);
-                Exit::Failed
-            }
-        }
-    }
-
-    fn remove(&mut self) -> Step<Status> {
-        let removed = Status::maintenance(format!("{SNAP_NAME} snap removed"));
-        // A snap that is already gone needs nothing. If snapd cannot say, `snap remove`
-        // will tell.
-        if let Ok(None) = self.machine.snap() {
-            log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
-            return Ok(removed);
-        }
-        self.progress(format!("Removing {SNAP_NAME} snap"))?;
-        self.machine
-            .remove()
-            .map_err(|e| snap_command_stop("remove", e))?;
-        log::info!("removed the {SNAP_NAME} snap");
-        Ok(removed)
-    }
-
-    fn action(&mut self, name: &str) -> Exit {
-        let result = match name {
-            "restart" => self.restart_action(),
-            "info" => self.info_action(),
-            other => Err(format!("unknown action {other:?}")),
-        };
-        let reported = match result {
-            Ok(results) => self.tools.action_set(&results),
-            Err(message) => {
-                log::error!("action {name} failed: {message}");
-                self.tools.action_fail(&bounded(&message, 1000))
-            }
-        };
-        match reported {
-            Ok(()) => Exit::Done,
-            Err(e) => {
-                log::error!("cannot report the result of action {name}: {e}");
-                Exit::Failed
-            }
-        }
-    }
-
-    /// The installed snap and the port it is configured with, or why not.
-    fn installed(&mut self) -> Result<(Snap, u16), String> {
-        let snap = self
-            .machine
-            .snap()
-            .map_err(|e| format!("cannot read the {SNAP_NAME} snap from snapd: {e}"))?
-            .ok_or_else(|| format!("the {SNAP_NAME} snap is not installed"))?;
-        let port = self
-            .machine
-            .snap_port()
-            .map_err(|e| format!("cannot read the {SNAP_NAME} port from snapd: {e}"))?
-            .as_ref()
-            .and_then(port_value)
-            .ok_or_else(|| format!("the {SNAP_NAME} snap has no valid port setting"))?;
-        Ok((snap, port))
-    }
-
-    fn restart_action(&mut self) -> Result<Vec<(String, String)>, String> {
-        let (_, port) = self.installed()?;
-        self.machine
-            .restart()
-            .map_err(|e| format!("snap restart {SNAP_NAME} failed: {e}"))?;
-        match self.wait_online(port) {
-            Health::Online => Ok(vec![
-                ("port".into(), port.to_string()),
-                ("health".into(), "online".into()),
-            ]),
-            Health::Down(why) => Err(format!(
-                "{SNAP_NAME} restarted but not responding on port {port}: {why}"
-            )),
-        }
-    }
-
-    fn info_action(&mut self) -> Result<Vec<(String, String)>, String> {
-        let (snap, port) = self.installed()?;
-        let health = self.machine.probe(port);
-        let service = if snap.services_active() {
-            "active"
-        } else {
-            "inactive"
-        };
-        Ok(vec![
-            ("version".into(), snap.version),
-            ("revision".into(), snap.revision),
-            (
-                "tracking-channel".into(),
-                snap.tracking_channel.unwrap_or_default(),
-            ),
-            ("port".into(), port.to_string()),
-            ("service".into(), service.into()),
-            ("health".into(), bounded(&health.to_string(), 200)),
-        ])
+    Outcome {
+        status: Some(status),
+        version: version(seen),
+        relation_data,
+        ..Outcome::default()
     }
 }
 
-/// A snap `port` setting: `snap set` stores `8080` as a number, but a string is accepted.
-fn port_value(value: &Value) -> Option<u16> {
-    match value {
-        Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// `remove`: takes the snap away (the agent reports the unit's end itself).
+fn remove(host: &mut impl Host) -> Outcome {
+    let removed = Status::maintenance(format!("{SNAP_NAME} snap removed"));
+    match host.snap() {
+        Ok(None) => {
+            log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
+            return Outcome {
+                status: Some(removed),
+                ..Outcome::default()
+            };
+        }
+        // If snapd cannot say, `snap remove` will tell.
+        Ok(Some(_)) | Err(_) => {}
     }
+    let mut done = Done::default();
+    let steps = [plan::Step::Snap(SnapCommand::Remove)];
+    let mut juju = observe::JujuView {
+        opened: Vec::new(),
+        cos_relations: Vec::new(),
+    };
+    match act::steps(host, &steps, &mut done, &mut juju) {
+        Ok(()) => {
+            log::info!("removed the {SNAP_NAME} snap");
+            Outcome {
+                status: Some(removed),
+                ..Outcome::default()
+            }
+        }
+        Err(stop) => Outcome::stopped(stop, None),
+    }
+}
+
+/// Reports an outcome through the hook tools: the version, the relation data, one status
+/// (or the action's result), then the logs of a fault. Returns how the process exits.
+fn report(tools: &mut impl HookTools, outcome: Outcome) -> Exit {
+    let mut exit = Exit::Done;
+    if let Some(cause) = &outcome.fault {
+        log::error!("{cause}");
+        exit = Exit::Failed;
+    }
+    let mut failed = |what: String, e: ToolError| {
+        log::error!("cannot {what}: {e}");
+        exit = Exit::Failed;
+    };
+    if let Some(version) = &outcome.version {
+        if let Err(e) = tools.application_version_set(version) {
+            failed("set the workload version".into(), e);
+        }
+    }
+    for (id, data) in &outcome.relation_data {
+        match tools.relation_set(id, data) {
+            Ok(()) => log::debug!("published the {} data on {id}", cos::ENDPOINT),
+            Err(e) => failed(format!("publish on {id}"), e),
+        }
+    }
+    if let Some(status) = &outcome.status {
+        if let Err(e) = tools.status_set(status) {
+            failed(format!("set status {status}"), e);
+        }
+    }
+    match outcome.action {
+        Some(Ok(results)) => {
+            if let Err(e) = tools.action_set(&results) {
+                failed("report the action's results".into(), e);
+            }
+        }
+        Some(Err(message)) => {
+            log::error!("action failed: {message}");
+            if let Err(e) = tools.action_fail(&bounded(&message, 1000)) {
+                failed("report the action's failure".into(), e);
+            }
+        }
+        None => {}
+    }
+    exit
 }

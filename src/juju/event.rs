@@ -1,37 +1,67 @@
-//! The event Juju started this process for, read from `JUJU_DISPATCH_PATH`.
+//! The event Juju started this process for, parsed from `JUJU_DISPATCH_PATH` into types
+//! (docs/juju.md#dispatch): hooks, relation hooks on the endpoints charmcraft.yaml declares,
+//! and its actions.
 
 use std::ffi::OsStr;
 use std::fmt;
 
+use crate::metadata::{Action, Endpoint};
+
 /// What Juju asked for: a hook or an action (`hooks/<name>` or `actions/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dispatch {
+pub(crate) enum Dispatch {
     Hook(Hook),
-    Action(String),
+    Action(Action),
+    /// An action charmcraft.yaml does not declare (Juju never runs one).
+    UnknownAction(String),
 }
 
-/// The hooks this charm handles; every other hook name is [`Hook::Other`].
+/// The hooks this charm tells apart; every other hook name is [`Hook::Other`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hook {
+pub(crate) enum Hook {
     Install,
     ConfigChanged,
     Start,
     UpgradeCharm,
     UpdateStatus,
+    LeaderElected,
     Stop,
     Remove,
-    /// A hook on a relation endpoint: `<endpoint>-relation-<joined|changed|...>`.
+    /// `<endpoint>-relation-<kind>` on an endpoint charmcraft.yaml declares.
     Relation {
-        endpoint: String,
-        kind: String,
+        endpoint: Endpoint,
+        kind: RelationKind,
     },
-    /// leader-elected, secret-changed, collect-metrics, ... and names Juju may add later.
+    /// secret-changed, collect-metrics, ... and names Juju may add later.
     Other(String),
+}
+
+/// The relation hook kinds (docs/juju.md#relation-hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelationKind {
+    Created,
+    Joined,
+    Changed,
+    Departed,
+    Broken,
+}
+
+impl RelationKind {
+    fn from_name(name: &str) -> Option<RelationKind> {
+        Some(match name {
+            "created" => RelationKind::Created,
+            "joined" => RelationKind::Joined,
+            "changed" => RelationKind::Changed,
+            "departed" => RelationKind::Departed,
+            "broken" => RelationKind::Broken,
+            _ => return None,
+        })
+    }
 }
 
 /// Why `JUJU_DISPATCH_PATH` could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DispatchError {
+pub(crate) enum DispatchError {
     Missing,
     Malformed(String),
 }
@@ -54,11 +84,9 @@ impl fmt::Display for DispatchError {
 
 impl std::error::Error for DispatchError {}
 
-const RELATION_KINDS: &[&str] = &["created", "joined", "changed", "departed", "broken"];
-
 impl Dispatch {
     /// Parses the value of `JUJU_DISPATCH_PATH` (`None` when it is not set).
-    pub fn parse(value: Option<&OsStr>) -> Result<Dispatch, DispatchError> {
+    pub(crate) fn parse(value: Option<&OsStr>) -> Result<Dispatch, DispatchError> {
         let raw = value.ok_or(DispatchError::Missing)?;
         let text = raw
             .to_str()
@@ -70,7 +98,10 @@ impl Dispatch {
         }
         match kind {
             "hooks" => Ok(Dispatch::Hook(Hook::from_name(name))),
-            "actions" => Ok(Dispatch::Action(name.to_string())),
+            "actions" => Ok(Action::from_name(name).map_or_else(
+                || Dispatch::UnknownAction(name.to_string()),
+                Dispatch::Action,
+            )),
             _ => Err(malformed()),
         }
     }
@@ -84,19 +115,18 @@ impl Hook {
             "start" => Hook::Start,
             "upgrade-charm" => Hook::UpgradeCharm,
             "update-status" => Hook::UpdateStatus,
+            "leader-elected" => Hook::LeaderElected,
             "stop" => Hook::Stop,
             "remove" => Hook::Remove,
-            _ => match name.rsplit_once("-relation-") {
-                Some((endpoint, kind))
-                    if !endpoint.is_empty() && RELATION_KINDS.contains(&kind) =>
-                {
-                    Hook::Relation {
-                        endpoint: endpoint.to_string(),
-                        kind: kind.to_string(),
-                    }
-                }
-                _ => Hook::Other(name.to_string()),
-            },
+            _ => name
+                .rsplit_once("-relation-")
+                .and_then(|(endpoint, kind)| {
+                    Some(Hook::Relation {
+                        endpoint: Endpoint::from_name(endpoint)?,
+                        kind: RelationKind::from_name(kind)?,
+                    })
+                })
+                .unwrap_or_else(|| Hook::Other(name.to_string())),
         }
     }
 }
@@ -126,6 +156,7 @@ mod tests {
             ("hooks/start", Hook::Start),
             ("hooks/upgrade-charm", Hook::UpgradeCharm),
             ("hooks/update-status", Hook::UpdateStatus),
+            ("hooks/leader-elected", Hook::LeaderElected),
             ("hooks/stop", Hook::Stop),
             ("hooks/remove", Hook::Remove),
         ] {
@@ -138,12 +169,13 @@ mod tests {
         assert_eq!(
             parse("hooks/cos-agent-relation-joined"),
             Ok(Dispatch::Hook(Hook::Relation {
-                endpoint: "cos-agent".into(),
-                kind: "joined".into()
+                endpoint: Endpoint::CosAgent,
+                kind: RelationKind::Joined,
             }))
         );
         for name in [
-            "leader-elected",
+            "other-relation-joined",
+            "cos-agent-relation-exploded",
             "secret-changed",
             "collect-metrics",
             "pre-series-upgrade",
@@ -160,7 +192,12 @@ mod tests {
     fn actions() {
         assert_eq!(
             parse("actions/restart"),
-            Ok(Dispatch::Action("restart".into()))
+            Ok(Dispatch::Action(Action::Restart))
+        );
+        assert_eq!(parse("actions/info"), Ok(Dispatch::Action(Action::Info)));
+        assert_eq!(
+            parse("actions/reboot"),
+            Ok(Dispatch::UnknownAction("reboot".into()))
         );
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+use crate::deadline::Deadline;
 use crate::process;
 
 enum Backend {
@@ -18,7 +19,7 @@ enum Backend {
 }
 
 /// A `log::Log` that writes where the process runs: see the module docs.
-pub struct Logger {
+pub(crate) struct Logger {
     backend: Backend,
 }
 
@@ -27,7 +28,7 @@ const JUJU_LOG_TIMEOUT: Duration = Duration::from_secs(30);
 impl Logger {
     /// Picks the backend from the environment: hook tools are usable only where Juju set
     /// `JUJU_CONTEXT_ID`.
-    pub fn from_env() -> Logger {
+    pub(crate) fn from_env() -> Logger {
         let backend = if std::env::var_os("JUJU_CONTEXT_ID").is_some() {
             Backend::JujuLog
         } else {
@@ -46,7 +47,7 @@ impl Logger {
     }
 
     /// Installs this logger as the `log` crate's global logger (once per process).
-    pub fn install(self) {
+    pub(crate) fn install(self) {
         if log::set_boxed_logger(Box::new(self)).is_ok() {
             log::set_max_level(LevelFilter::Debug);
         }
@@ -92,14 +93,15 @@ impl Log for Logger {
         let message = record.args().to_string();
         let level = record.level();
         match &self.backend {
-            // The unit agent logs a hook's stdout at DEBUG (juju-contract.md §1.2): the same
+            // The unit agent logs a hook's stdout at DEBUG (docs/juju.md#dispatch): the same
             // place in `juju debug-log`, without a `juju-log` process per line.
             Backend::JujuLog if level >= Level::Debug => {
                 let _ = writeln!(std::io::stdout(), "{message}");
             }
             Backend::JujuLog => {
                 let args = ["--log-level", juju_level(level), "--", &message];
-                let ok = process::run(Command::new("juju-log").args(args), None, JUJU_LOG_TIMEOUT)
+                let deadline = Deadline::after(JUJU_LOG_TIMEOUT);
+                let ok = process::run(Command::new("juju-log").args(args), None, deadline)
                     .map(|done| done.status.success())
                     .unwrap_or(false);
                 if !ok {

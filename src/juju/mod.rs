@@ -1,12 +1,12 @@
 //! The Juju side of the charm: which event this process was started for ([`event`]),
-//! every hook-tool call behind one trait ([`tools`]), and the `log` backend that writes to
-//! `juju-log` ([`logger`]).
+//! every hook-tool call behind one trait ([`tools`]), opened ports as Juju spells them
+//! ([`ports`]), and the `log` backend that writes to `juju-log` ([`logger`]).
 
-pub mod event;
-pub mod logger;
-pub mod reported;
-pub mod tools;
+pub(crate) mod event;
+pub(crate) mod logger;
+pub(crate) mod ports;
+pub(crate) mod tools;
 
-pub use event::{Dispatch, DispatchError, Hook};
-pub use reported::Reported;
-pub use tools::{HookTools, ProcessTools, Status, StatusKind, ToolError};
+pub(crate) use event::{Dispatch, Hook, RelationKind};
+pub(crate) use ports::PortRange;
+pub(crate) use tools::{HookTools, ProcessTools, Status, ToolError};

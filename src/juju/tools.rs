@@ -1,9 +1,9 @@
 //! Every hook-tool call the charm makes, behind one trait ([`HookTools`]) so tests can swap
 //! in an in-memory Juju; [`ProcessTools`] runs the real tools found on `PATH`.
 //!
-//! Argument vectors follow the jujuc contract: flags first, then `--` before any free text
-//! (a status message or version that starts with `-` must not be read as a flag), and
-//! `--format=json` for anything that is parsed.
+//! Argument vectors follow the jujuc contract (docs/juju.md#hook-tools): flags first, then
+//! `--` before any free text (a status message or version that starts with `-` must not be
+//! read as a flag), and `--format=json` for anything that is parsed.
 
 use std::fmt;
 use std::process::Command;
@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::ports::PortRange;
+use crate::deadline::Deadline;
+use crate::metadata::Endpoint;
 use crate::process;
 use crate::text::bounded;
 
 /// The workload status values a charm may set (`status-set` rejects anything else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum StatusKind {
+pub(crate) enum StatusKind {
     // Ordered by priority: when several problems are seen, the highest one is reported.
     Active,
     Waiting,
@@ -25,7 +28,7 @@ pub enum StatusKind {
 }
 
 impl StatusKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StatusKind::Active => "active",
             StatusKind::Waiting => "waiting",
@@ -38,31 +41,31 @@ impl StatusKind {
 /// A workload status with its message, made safe to show: control characters become
 /// spaces and the message is bounded in length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub kind: StatusKind,
-    pub message: String,
+pub(crate) struct Status {
+    pub(crate) kind: StatusKind,
+    pub(crate) message: String,
 }
 
 /// Longest status message the charm sets, in characters.
-pub const MAX_STATUS_MESSAGE: usize = 200;
+pub(crate) const MAX_STATUS_MESSAGE: usize = 200;
 
 impl Status {
-    pub fn new(kind: StatusKind, message: impl AsRef<str>) -> Status {
+    pub(crate) fn new(kind: StatusKind, message: impl AsRef<str>) -> Status {
         Status {
             kind,
             message: bounded(message.as_ref(), MAX_STATUS_MESSAGE),
         }
     }
-    pub fn active(message: impl AsRef<str>) -> Status {
+    pub(crate) fn active(message: impl AsRef<str>) -> Status {
         Status::new(StatusKind::Active, message)
     }
-    pub fn blocked(message: impl AsRef<str>) -> Status {
+    pub(crate) fn blocked(message: impl AsRef<str>) -> Status {
         Status::new(StatusKind::Blocked, message)
     }
-    pub fn maintenance(message: impl AsRef<str>) -> Status {
+    pub(crate) fn maintenance(message: impl AsRef<str>) -> Status {
         Status::new(StatusKind::Maintenance, message)
     }
-    pub fn waiting(message: impl AsRef<str>) -> Status {
+    pub(crate) fn waiting(message: impl AsRef<str>) -> Status {
         Status::new(StatusKind::Waiting, message)
     }
 }
@@ -75,9 +78,9 @@ impl fmt::Display for Status {
 
 /// A hook tool that could not be run or that failed; carries the tool's own error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolError {
-    pub tool: String,
-    pub detail: String,
+pub(crate) struct ToolError {
+    pub(crate) tool: String,
+    pub(crate) detail: String,
 }
 
 impl fmt::Display for ToolError {
@@ -89,19 +92,20 @@ impl fmt::Display for ToolError {
 impl std::error::Error for ToolError {}
 
 /// The hook tools this charm uses.
-pub trait HookTools {
+pub(crate) trait HookTools {
     /// `config-get --format=json`: every option that has a value.
     fn config_get(&mut self) -> Result<Map<String, Value>, ToolError>;
     fn status_set(&mut self, status: &Status) -> Result<(), ToolError>;
     fn application_version_set(&mut self, version: &str) -> Result<(), ToolError>;
-    /// `opened-ports --format=json`: e.g. `["8080/tcp"]`.
-    fn opened_ports(&mut self) -> Result<Vec<String>, ToolError>;
-    fn open_port(&mut self, port: &str) -> Result<(), ToolError>;
+    /// `opened-ports --format=json`; items Juju may print that this charm does not know
+    /// (a newer syntax) are returned as `Err(text)` so they can be closed or reported.
+    fn opened_ports(&mut self) -> Result<Vec<Result<PortRange, String>>, ToolError>;
+    fn open_port(&mut self, port: PortRange) -> Result<(), ToolError>;
     fn close_port(&mut self, port: &str) -> Result<(), ToolError>;
-    fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError>;
+    fn action_set(&mut self, results: &[(&str, String)]) -> Result<(), ToolError>;
     fn action_fail(&mut self, message: &str) -> Result<(), ToolError>;
     /// `relation-ids --format=json <endpoint>`.
-    fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<String>, ToolError>;
+    fn relation_ids(&mut self, endpoint: Endpoint) -> Result<Vec<String>, ToolError>;
     /// `relation-set -r <id> --file -` with `settings` as JSON on stdin.
     fn relation_set(
         &mut self,
@@ -112,13 +116,13 @@ pub trait HookTools {
 
 /// The real hook tools: child processes found on `PATH` that inherit this process's
 /// environment (they need `JUJU_CONTEXT_ID` and the agent socket variables).
-pub struct ProcessTools {
+pub(crate) struct ProcessTools {
     timeout: Duration,
 }
 
 /// Hook tools answer from the unit agent in milliseconds; this only stops a wedged agent
 /// from hanging the hook forever.
-pub const HOOK_TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const HOOK_TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for ProcessTools {
     fn default() -> Self {
@@ -134,7 +138,8 @@ impl ProcessTools {
             tool: tool.to_string(),
             detail,
         };
-        let done = process::run(Command::new(tool).args(args), stdin, self.timeout)
+        let deadline = Deadline::after(self.timeout);
+        let done = process::run(Command::new(tool).args(args), stdin, deadline)
             .map_err(|e| error(e.to_string()))?;
         if done.status.success() {
             Ok(done.stdout)
@@ -182,19 +187,23 @@ impl HookTools for ProcessTools {
             .map(drop)
     }
 
-    fn opened_ports(&mut self) -> Result<Vec<String>, ToolError> {
-        self.call_json("opened-ports", &["--format=json"])
+    fn opened_ports(&mut self) -> Result<Vec<Result<PortRange, String>>, ToolError> {
+        let items: Vec<String> = self.call_json("opened-ports", &["--format=json"])?;
+        Ok(items
+            .into_iter()
+            .map(|item| PortRange::parse(&item).ok_or(item))
+            .collect())
     }
 
-    fn open_port(&mut self, port: &str) -> Result<(), ToolError> {
-        self.call("open-port", &[port], None).map(drop)
+    fn open_port(&mut self, port: PortRange) -> Result<(), ToolError> {
+        self.call("open-port", &[&port.to_string()], None).map(drop)
     }
 
     fn close_port(&mut self, port: &str) -> Result<(), ToolError> {
         self.call("close-port", &[port], None).map(drop)
     }
 
-    fn action_set(&mut self, results: &[(String, String)]) -> Result<(), ToolError> {
+    fn action_set(&mut self, results: &[(&str, String)]) -> Result<(), ToolError> {
         let args: Vec<String> = results.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.call("action-set", &args, None).map(drop)
@@ -204,8 +213,8 @@ impl HookTools for ProcessTools {
         self.call("action-fail", &["--", message], None).map(drop)
     }
 
-    fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<String>, ToolError> {
-        self.call_json("relation-ids", &["--format=json", "--", endpoint])
+    fn relation_ids(&mut self, endpoint: Endpoint) -> Result<Vec<String>, ToolError> {
+        self.call_json("relation-ids", &["--format=json", "--", endpoint.name()])
     }
 
     fn relation_set(

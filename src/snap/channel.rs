@@ -1,5 +1,5 @@
 //! snapd's channel grammar, `[<track>/]<risk>[/<branch>]`, as snapd parses it
-//! (`snap/channel/channel.go` `ParseVerbatim` and `Full`).
+//! (docs/snapd.md#channels: `ParseVerbatim` and `Full`).
 
 use std::fmt;
 
@@ -20,6 +20,7 @@ pub struct Channel {
 
 /// Why a channel string is not a channel (the wording follows snapd's).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is its Display text
 pub enum ChannelError {
     Empty,
     TooLong,
@@ -60,6 +61,7 @@ fn is_name(s: &str) -> bool {
 }
 
 impl Channel {
+    /// Parses `text` as snapd does; the reason when it is not a channel.
     pub fn parse(text: &str) -> Result<Channel, ChannelError> {
         if text.is_empty() {
             return Err(ChannelError::Empty);
@@ -101,7 +103,7 @@ impl Channel {
         Ok(channel)
     }
 
-    /// The channel as the operator wrote it (what `snap --channel=` is given).
+    /// The channel as the operator wrote it (what status messages show).
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -2,13 +2,14 @@
 //! what is installed over snapd's socket ([`snapd`]), and the `snap` CLI runner that changes
 //! it ([`cli`]).
 
-pub mod channel;
-pub mod cli;
-pub mod snapd;
+pub(crate) mod channel;
+pub(crate) mod cli;
+pub(crate) mod snapd;
 
 pub use channel::{Channel, ChannelError};
-pub use cli::{SnapCli, SnapCliError};
-pub use snapd::{Snap, SnapdClient, SnapdError};
+pub(crate) use cli::{SnapCli, SnapCliError, SnapCommand};
+pub(crate) use snapd::{PortSetting, SnapdClient};
+pub use snapd::{Snap, SnapdError};
 
 /// The snap this charm operates.
-pub const SNAP_NAME: &str = "microsample";
+pub(crate) const SNAP_NAME: &str = "microsample";

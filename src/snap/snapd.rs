@@ -1,5 +1,7 @@
-//! A small client for snapd's REST API over its Unix socket (hyper + hyperlocal on a
-//! single-threaded tokio runtime). It only reads: what is installed, and snap config.
+//! A small client for snapd's REST API over its Unix socket. It only reads: what is
+//! installed (`GET /v2/snaps/<name>`) and the snap's `port` setting
+//! (`GET /v2/snaps/<name>/conf?keys=port`), parsed here into types (docs/snapd.md#envelope,
+//! docs/snapd.md#snap-object).
 //!
 //! Every request has a deadline and a bounded body, so a sick snapd can make a hook fail
 //! but never hang it or exhaust memory.
@@ -8,32 +10,37 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::{UnixConnector, Uri};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::deadline::Deadline;
+use crate::http::{self, HttpError};
+
 /// Where snapd listens; tests point `SNAPD_SOCKET` elsewhere.
-pub const DEFAULT_SOCKET: &str = "/run/snapd.socket";
+pub(crate) const DEFAULT_SOCKET: &str = "/run/snapd.socket";
 /// snapd answers reads in milliseconds; seconds mean it is wedged.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A snap object is a few KiB; anything near this is not snapd talking.
-pub const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// What the charm needs to know about an installed snap (`GET /v2/snaps/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Snap {
+    /// The snap's name.
     pub name: String,
+    /// The version its publisher gave the installed revision.
     pub version: String,
+    /// `"29"`, or `"x1"` for a revision installed from a file.
     #[serde(deserialize_with = "revision")]
     pub revision: String,
     /// Fully qualified (`latest/edge`); absent for snaps installed from a file.
     #[serde(default)]
     pub tracking_channel: Option<String>,
+    /// The cohort the snap was installed or refreshed in, if any.
+    #[serde(default)]
+    pub cohort_key: Option<String>,
+    /// The snap's apps, services among them.
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -41,22 +48,33 @@ pub struct Snap {
 /// One of a snap's apps; `enabled` and `active` are omitted by snapd when false.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct App {
+    /// The app's name.
     pub name: String,
+    /// Set for services (`simple`, `forking`, ...).
     #[serde(default)]
     pub daemon: Option<String>,
+    /// Started at boot.
     #[serde(default)]
     pub enabled: bool,
+    /// Running now.
     #[serde(default)]
     pub active: bool,
 }
 
 impl Snap {
     /// Whether the snap's services are running (a snap without services has none to run).
-    pub fn services_active(&self) -> bool {
+    pub(crate) fn services_active(&self) -> bool {
         self.apps
             .iter()
             .filter(|a| a.daemon.is_some())
             .all(|a| a.active)
+    }
+
+    /// A snap installed from a file (`snap install ./x.snap --dangerous`): snapd gives it a
+    /// local `x<N>` revision and no tracking channel (docs/snapd.md#snap-object). The store
+    /// cannot refresh it.
+    pub(crate) fn installed_from_file(&self) -> bool {
+        self.revision.starts_with('x') || self.tracking_channel.is_none()
     }
 }
 
@@ -71,6 +89,34 @@ fn revision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     }
 }
 
+/// The snap's `port` setting as snapd stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PortSetting {
+    /// Never set.
+    Unset,
+    /// A port number (`snap set` stores `8080` as a number; a numeric string counts too).
+    Port(u16),
+    /// Anything else, as JSON text.
+    Invalid(String),
+}
+
+impl PortSetting {
+    fn from_value(value: Option<Value>) -> PortSetting {
+        match value {
+            None | Some(Value::Null) => PortSetting::Unset,
+            Some(Value::Number(n)) => match n.as_u64().and_then(|p| u16::try_from(p).ok()) {
+                Some(port) => PortSetting::Port(port),
+                None => PortSetting::Invalid(n.to_string()),
+            },
+            Some(Value::String(s)) => match s.parse() {
+                Ok(port) => PortSetting::Port(port),
+                Err(_) => PortSetting::Invalid(format!("{s:?}")),
+            },
+            Some(other) => PortSetting::Invalid(other.to_string()),
+        }
+    }
+}
+
 /// Why a snapd request did not give an answer the charm can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapdError {
@@ -82,8 +128,11 @@ pub enum SnapdError {
     Protocol(String),
     /// snapd's own error response.
     Api {
+        /// The HTTP status.
         status: u16,
+        /// snapd's error kind, when it gave one.
         kind: Option<String>,
+        /// snapd's message.
         message: String,
     },
 }
@@ -172,89 +221,57 @@ pub fn decode_snap(status: u16, body: &[u8]) -> Result<Option<Snap>, SnapdError>
     }
 }
 
-/// The client. One per hook; it owns its runtime.
-pub struct SnapdClient {
+/// The client: the socket and the time each request may take.
+pub(crate) struct SnapdClient {
     socket: PathBuf,
     timeout: Duration,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl SnapdClient {
-    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> std::io::Result<SnapdClient> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
-        Ok(SnapdClient {
+    pub(crate) fn new(socket: impl Into<PathBuf>, timeout: Duration) -> SnapdClient {
+        SnapdClient {
             socket: socket.into(),
             timeout,
-            runtime,
-        })
+        }
     }
 
     /// The client for the socket named by `SNAPD_SOCKET`, or snapd's default socket.
-    pub fn from_env() -> std::io::Result<SnapdClient> {
+    pub(crate) fn from_env() -> SnapdClient {
         let socket = std::env::var_os("SNAPD_SOCKET").unwrap_or_else(|| DEFAULT_SOCKET.into());
         SnapdClient::new(PathBuf::from(socket), REQUEST_TIMEOUT)
     }
 
     /// `GET <path>`: the HTTP status and the body.
-    pub fn get(&self, path: &str) -> Result<(u16, Bytes), SnapdError> {
-        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
-        let client: Client<UnixConnector, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(UnixConnector);
-        let request = async {
-            let response = client.get(uri).await.map_err(|e| {
-                let detail = error_chain(&e);
-                if e.is_connect() {
-                    SnapdError::Unreachable(format!("{}: {detail}", self.socket.display()))
-                } else {
-                    SnapdError::Protocol(detail)
-                }
-            })?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| SnapdError::Protocol(format!("reading body: {}", error_chain(&*e))))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        self.runtime
-            .block_on(async { tokio::time::timeout(self.timeout, request).await })
-            .unwrap_or(Err(SnapdError::Timeout(self.timeout)))
+    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), SnapdError> {
+        let deadline = Deadline::after(self.timeout);
+        match http::get_unix(&self.socket, path, MAX_BODY, deadline) {
+            Ok(response) => Ok((response.status, response.body)),
+            Err(HttpError::Connect(e)) => Err(SnapdError::Unreachable(e.to_string())),
+            Err(HttpError::Timeout) => Err(SnapdError::Timeout(self.timeout)),
+            Err(e) => Err(SnapdError::Protocol(e.to_string())),
+        }
     }
 
     /// The installed snap, or `None` when it is not installed.
-    pub fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
+    pub(crate) fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
         let (status, body) = self.get(&format!("/v2/snaps/{name}"))?;
         decode_snap(status, &body)
     }
 
-    /// One snap config value (`GET /v2/snaps/<name>/conf?keys=<key>`); `None` when unset.
-    pub fn config(&self, name: &str, key: &str) -> Result<Option<Value>, SnapdError> {
-        let (status, body) = self.get(&format!("/v2/snaps/{name}/conf?keys={key}"))?;
+    /// The snap's `port` setting.
+    pub(crate) fn port_setting(&self, name: &str) -> Result<PortSetting, SnapdError> {
+        let (status, body) = self.get(&format!("/v2/snaps/{name}/conf?keys=port"))?;
         match decode(status, &body) {
-            Ok(mut result) => Ok(result.get_mut(key).map(Value::take)),
+            Ok(mut result) => Ok(PortSetting::from_value(
+                result.get_mut("port").map(Value::take),
+            )),
             // snapd answers 400 option-not-found for a key that was never set.
             Err(SnapdError::Api {
                 kind: Some(kind), ..
-            }) if kind == "option-not-found" => Ok(None),
+            }) if kind == "option-not-found" => Ok(PortSetting::Unset),
             Err(e) => Err(e),
         }
     }
-}
-
-/// An error and its causes on one line (hyper's top-level messages alone are vague).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -352,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_missing_socket_is_unreachable() {
-        let client = SnapdClient::new("/nonexistent/snapd.socket", Duration::from_secs(2)).unwrap();
+        let client = SnapdClient::new("/nonexistent/snapd.socket", Duration::from_secs(2));
         assert!(matches!(
             client.snap("microsample"),
             Err(SnapdError::Unreachable(_))
@@ -407,7 +424,7 @@ mod tests {
     }
 
     fn client(dir: &tempdir_path::Dir) -> SnapdClient {
-        SnapdClient::new(dir.socket(), Duration::from_secs(5)).unwrap()
+        SnapdClient::new(dir.socket(), Duration::from_secs(5))
     }
 
     #[test]
@@ -450,12 +467,57 @@ mod tests {
     }
 
     #[test]
-    fn decodes_config_values() {
+    fn port_settings_are_typed() {
+        use serde_json::json;
+        for (value, setting) in [
+            (None, PortSetting::Unset),
+            (Some(Value::Null), PortSetting::Unset),
+            (Some(json!(8081)), PortSetting::Port(8081)),
+            (Some(json!("8081")), PortSetting::Port(8081)),
+            (Some(json!(70000)), PortSetting::Invalid("70000".into())),
+            (Some(json!("abc")), PortSetting::Invalid("\"abc\"".into())),
+            (Some(json!([1])), PortSetting::Invalid("[1]".into())),
+        ] {
+            assert_eq!(PortSetting::from_value(value.clone()), setting, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn reads_the_port_setting_and_an_unset_one() {
         let body = r#"{"type":"sync","status-code":200,"status":"OK","result":{"port":8081}}"#;
-        let mut result = decode(200, body.as_bytes()).unwrap();
-        assert_eq!(
-            result.get_mut("port").map(Value::take),
-            Some(Value::from(8081))
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         );
+        let (dir, server) = serve_once(response.into_bytes());
+        assert_eq!(
+            client(&dir).port_setting("microsample"),
+            Ok(PortSetting::Port(8081))
+        );
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /v2/snaps/microsample/conf?keys=port HTTP/1.1\r\n"));
+        let body = r#"{"type":"error","status-code":400,"status":"Bad Request","result":{"message":"snap \"microsample\" has no \"port\" configuration option","kind":"option-not-found","value":{"SnapName":"microsample","Key":"port"}}}"#;
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (dir, _server) = serve_once(response.into_bytes());
+        assert_eq!(
+            client(&dir).port_setting("microsample"),
+            Ok(PortSetting::Unset)
+        );
+    }
+
+    #[test]
+    fn installed_from_file() {
+        let snap = decode_snap(200, INSTALLED.as_bytes()).unwrap().unwrap();
+        assert!(!snap.installed_from_file());
+        let local = INSTALLED
+            .replace(r#""tracking-channel":"latest/edge","#, "")
+            .replace(r#""revision":"29""#, r#""revision":"x1""#);
+        let snap = decode_snap(200, local.as_bytes()).unwrap().unwrap();
+        assert!(snap.installed_from_file());
     }
 }

@@ -1,0 +1,143 @@
+//! Everything the charm reads and changes, behind two traits: [`HookTools`] (Juju) and
+//! [`Machine`] (snapd, the `snap` CLI, the service's port, the clock). [`System`] is the
+//! real machine; the tests have one in-memory double of both (`charm::testing`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::deadline::Deadline;
+use crate::juju::{HookTools, PortRange, ProcessTools, Status, ToolError};
+use crate::metadata::Endpoint;
+use crate::snap::{PortSetting, Snap, SnapCli, SnapCliError, SnapCommand, SnapdClient, SnapdError};
+use crate::workload::{self, Health, Port};
+
+/// The machine as the charm sees it.
+pub(crate) trait Machine {
+    /// The installed snap, `None` when it is not installed.
+    fn snap(&mut self) -> Result<Option<Snap>, SnapdError>;
+    /// The snap's `port` setting.
+    fn port_setting(&mut self) -> Result<PortSetting, SnapdError>;
+    /// Runs one `snap` command to completion.
+    fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError>;
+    /// Asks microsample itself whether it is up, waiting at most `timeout`.
+    fn probe(&mut self, port: Port, timeout: Duration) -> Health;
+    /// Whether microsample serves Prometheus text on `/metrics`, waiting at most `timeout`.
+    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool;
+    /// The monotonic clock every wait of the charm is measured on.
+    fn now(&self) -> Instant;
+    /// Waits; lets a (re)started service come up between probes.
+    fn pause(&mut self, duration: Duration);
+}
+
+/// Juju and the machine: what one hook works with.
+pub(crate) trait Host: HookTools + Machine {}
+
+impl<T: HookTools + Machine> Host for T {}
+
+/// The real machine.
+pub(crate) struct System {
+    snapd: SnapdClient,
+    cli: SnapCli,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        System {
+            snapd: SnapdClient::from_env(),
+            cli: SnapCli::default(),
+        }
+    }
+}
+
+impl Machine for System {
+    fn snap(&mut self) -> Result<Option<Snap>, SnapdError> {
+        self.snapd.snap(crate::snap::SNAP_NAME)
+    }
+    fn port_setting(&mut self) -> Result<PortSetting, SnapdError> {
+        self.snapd.port_setting(crate::snap::SNAP_NAME)
+    }
+    fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
+        self.cli.run(command)
+    }
+    fn probe(&mut self, port: Port, timeout: Duration) -> Health {
+        workload::probe(port, Deadline::after(timeout))
+    }
+    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool {
+        workload::serves_metrics(port, Deadline::after(timeout))
+    }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn pause(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// The real hook tools and the real machine, for one process.
+#[derive(Default)]
+pub(crate) struct Real {
+    tools: ProcessTools,
+    machine: System,
+}
+
+impl HookTools for Real {
+    fn config_get(&mut self) -> Result<Map<String, Value>, ToolError> {
+        self.tools.config_get()
+    }
+    fn status_set(&mut self, status: &Status) -> Result<(), ToolError> {
+        self.tools.status_set(status)
+    }
+    fn application_version_set(&mut self, version: &str) -> Result<(), ToolError> {
+        self.tools.application_version_set(version)
+    }
+    fn opened_ports(&mut self) -> Result<Vec<Result<PortRange, String>>, ToolError> {
+        self.tools.opened_ports()
+    }
+    fn open_port(&mut self, port: PortRange) -> Result<(), ToolError> {
+        self.tools.open_port(port)
+    }
+    fn close_port(&mut self, port: &str) -> Result<(), ToolError> {
+        self.tools.close_port(port)
+    }
+    fn action_set(&mut self, results: &[(&str, String)]) -> Result<(), ToolError> {
+        self.tools.action_set(results)
+    }
+    fn action_fail(&mut self, message: &str) -> Result<(), ToolError> {
+        self.tools.action_fail(message)
+    }
+    fn relation_ids(&mut self, endpoint: Endpoint) -> Result<Vec<String>, ToolError> {
+        self.tools.relation_ids(endpoint)
+    }
+    fn relation_set(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError> {
+        self.tools.relation_set(relation_id, settings)
+    }
+}
+
+impl Machine for Real {
+    fn snap(&mut self) -> Result<Option<Snap>, SnapdError> {
+        self.machine.snap()
+    }
+    fn port_setting(&mut self) -> Result<PortSetting, SnapdError> {
+        self.machine.port_setting()
+    }
+    fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
+        self.machine.run(command)
+    }
+    fn probe(&mut self, port: Port, timeout: Duration) -> Health {
+        self.machine.probe(port, timeout)
+    }
+    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool {
+        self.machine.serves_metrics(port, timeout)
+    }
+    fn now(&self) -> Instant {
+        self.machine.now()
+    }
+    fn pause(&mut self, duration: Duration) {
+        self.machine.pause(duration)
+    }
+}

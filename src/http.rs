@@ -1,0 +1,527 @@
+//! A small blocking HTTP/1.1 client for the two servers the charm reads: snapd on its Unix
+//! socket and microsample on loopback TCP.
+//!
+//! One `GET` per connection (`Connection: close`), a `Host` header (Go's server rejects
+//! HTTP/1.1 requests without one), both body framings Go uses (`Content-Length` and
+//! `chunked`, docs/snapd.md#http), a bound on the body, and one [`Deadline`] for the whole
+//! exchange: connect, write and every read. A peer that accepts and never answers, or drips
+//! a byte at a time, costs at most the deadline.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::deadline::Deadline;
+
+/// Longest response head accepted (status line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// An answer: status, content type and (bounded) body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why there is no answer.
+#[derive(Debug)]
+pub(crate) enum HttpError {
+    /// Nothing accepted the connection (no socket, refused).
+    Connect(io::Error),
+    /// The deadline passed before a whole answer arrived.
+    Timeout,
+    /// The connection broke after it was made.
+    Io(io::Error),
+    /// Something answered, but not HTTP this client can read, or too much of it.
+    Malformed(String),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
+            HttpError::Timeout => f.write_str("no answer before the deadline"),
+            HttpError::Io(e) => write!(f, "connection failed: {e}"),
+            HttpError::Malformed(why) => write!(f, "not a readable HTTP answer: {why}"),
+        }
+    }
+}
+
+fn io_error(e: io::Error) -> HttpError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::Timeout,
+        _ => HttpError::Io(e),
+    }
+}
+
+/// A connected stream whose reads and writes can be bounded.
+trait Stream: Read + Write {
+    fn bound(&self, timeout: Duration) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn bound(&self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+impl Stream for UnixStream {
+    fn bound(&self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+/// `GET path` on `127.0.0.1:port`.
+pub(crate) fn get_tcp(
+    port: u16,
+    path: &str,
+    max_body: usize,
+    deadline: Deadline,
+) -> Result<Response, HttpError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let left = deadline.remaining();
+    if left.is_zero() {
+        return Err(HttpError::Timeout);
+    }
+    let stream = TcpStream::connect_timeout(&addr, left).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
+        _ => HttpError::Connect(e),
+    })?;
+    exchange(stream, "127.0.0.1", path, max_body, deadline)
+}
+
+/// `GET path` on the Unix socket at `socket`.
+pub(crate) fn get_unix(
+    socket: &Path,
+    path: &str,
+    max_body: usize,
+    deadline: Deadline,
+) -> Result<Response, HttpError> {
+    let stream = connect_unix(socket, deadline)?;
+    exchange(stream, "localhost", path, max_body, deadline)
+}
+
+/// Connects without blocking past the deadline: a Unix `connect` blocks while the
+/// listener's backlog is full (a wedged daemon), so it is made non-blocking and retried.
+fn connect_unix(socket: &Path, deadline: Deadline) -> Result<UnixStream, HttpError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::FromRawFd;
+
+    let bytes = socket.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(HttpError::Connect(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a usable socket path", socket.display()),
+        )));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: a plain socket(2) call; the descriptor is owned by the UnixStream below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(HttpError::Connect(io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh socket this function owns from here on.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    loop {
+        // SAFETY: addr is a valid sockaddr_un of `len` bytes; fd is open.
+        let rc = unsafe { libc::connect(fd, (&raw const addr).cast(), len) };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) if !deadline.passed() => {
+                std::thread::sleep(deadline.remaining().min(Duration::from_millis(5)));
+            }
+            Some(libc::EAGAIN) => return Err(HttpError::Timeout),
+            _ => {
+                return Err(HttpError::Connect(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", socket.display()),
+                )))
+            }
+        }
+    }
+    stream.set_nonblocking(false).map_err(HttpError::Io)?;
+    Ok(stream)
+}
+
+fn exchange<S: Stream>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    max_body: usize,
+    deadline: Deadline,
+) -> Result<Response, HttpError> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    bound(&stream, deadline)?;
+    stream.write_all(request.as_bytes()).map_err(io_error)?;
+    let mut reader = Reader {
+        stream,
+        buf: Vec::with_capacity(4096),
+        pos: 0,
+        eof: false,
+        deadline,
+    };
+    let head_end = reader.fill_until(|buf| find(buf, b"\r\n\r\n"), MAX_HEAD)?;
+    let head = String::from_utf8_lossy(&reader.buf[..head_end]).into_owned();
+    reader.pos = head_end + 4;
+    let (status, headers) = parse_head(&head)?;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let content_type = header("content-type").map(str::to_string);
+    let chunked =
+        header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        reader.chunked(max_body)?
+    } else if let Some(length) = header("content-length") {
+        let length: usize = length
+            .trim()
+            .parse()
+            .map_err(|_| HttpError::Malformed(format!("Content-Length {length:?}")))?;
+        if length > max_body {
+            return Err(too_large(max_body));
+        }
+        reader.exactly(length)?
+    } else {
+        reader.to_end(max_body)?
+    };
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn bound<S: Stream>(stream: &S, deadline: Deadline) -> Result<(), HttpError> {
+    let left = deadline.remaining();
+    if left.is_zero() {
+        return Err(HttpError::Timeout);
+    }
+    stream.bound(left).map_err(HttpError::Io)
+}
+
+fn too_large(max: usize) -> HttpError {
+    HttpError::Malformed(format!("body larger than {max} bytes"))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+type Headers = Vec<(String, String)>;
+
+fn parse_head(head: &str) -> Result<(u16, Headers), HttpError> {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let status = match (parts.next(), parts.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => code.parse().ok(),
+        _ => None,
+    }
+    .filter(|code| (100..1000).contains(code))
+    .ok_or_else(|| {
+        HttpError::Malformed(format!(
+            "status line {:?}",
+            crate::text::bounded(status_line, 60)
+        ))
+    })?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Ok((status, headers))
+}
+
+/// Reads from the stream into one buffer, each read bounded by what is left of the deadline.
+struct Reader<S: Stream> {
+    stream: S,
+    buf: Vec<u8>,
+    /// Start of the bytes not consumed yet.
+    pos: usize,
+    eof: bool,
+    deadline: Deadline,
+}
+
+impl<S: Stream> Reader<S> {
+    /// Reads more; false at end of stream.
+    fn more(&mut self) -> Result<bool, HttpError> {
+        if self.eof {
+            return Ok(false);
+        }
+        bound(&self.stream, self.deadline)?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+    }
+
+    /// Reads until `found` finds its mark in the unconsumed bytes (searched from `pos`);
+    /// returns the mark's absolute offset.
+    fn fill_until(
+        &mut self,
+        found: impl Fn(&[u8]) -> Option<usize>,
+        max: usize,
+    ) -> Result<usize, HttpError> {
+        loop {
+            if let Some(at) = found(&self.buf[self.pos..]) {
+                return Ok(self.pos + at);
+            }
+            if self.buf.len() - self.pos > max {
+                return Err(HttpError::Malformed(format!(
+                    "no end of line in {max} bytes"
+                )));
+            }
+            if !self.more()? {
+                return Err(HttpError::Malformed("connection closed mid-answer".into()));
+            }
+        }
+    }
+
+    fn exactly(&mut self, length: usize) -> Result<Vec<u8>, HttpError> {
+        while self.buf.len() - self.pos < length {
+            if !self.more()? {
+                return Err(HttpError::Malformed(format!(
+                    "body ended after {} of {length} bytes",
+                    self.buf.len() - self.pos
+                )));
+            }
+        }
+        let body = self.buf[self.pos..self.pos + length].to_vec();
+        self.pos += length;
+        Ok(body)
+    }
+
+    fn to_end(&mut self, max: usize) -> Result<Vec<u8>, HttpError> {
+        loop {
+            if self.buf.len() - self.pos > max {
+                return Err(too_large(max));
+            }
+            if !self.more()? {
+                return Ok(self.buf[self.pos..].to_vec());
+            }
+        }
+    }
+
+    fn line(&mut self) -> Result<String, HttpError> {
+        let end = self.fill_until(|b| find(b, b"\r\n"), 1024)?;
+        let line = String::from_utf8_lossy(&self.buf[self.pos..end]).into_owned();
+        self.pos = end + 2;
+        Ok(line)
+    }
+
+    fn chunked(&mut self, max: usize) -> Result<Vec<u8>, HttpError> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line()?;
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| HttpError::Malformed(format!("chunk size {size:?}")))?;
+            if size == 0 {
+                return Ok(body);
+            }
+            if body.len() + size > max {
+                return Err(too_large(max));
+            }
+            body.extend(self.exactly(size)?);
+            if !self.line()?.is_empty() {
+                return Err(HttpError::Malformed("chunk not followed by CRLF".into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// Serves `response` once on a loopback port; returns the port and the request head.
+    fn serve(response: Vec<u8>) -> (u16, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(&response);
+            head
+        });
+        (port, server)
+    }
+
+    fn soon() -> Deadline {
+        Deadline::after(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn content_length_body_and_request_head() {
+        let (port, server) = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 6\r\n\r\nOnline"
+                .to_vec(),
+        );
+        let response = get_tcp(port, "/", 64, soon()).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, b"Online");
+        assert_eq!(
+            response.content_type.as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        let head = server.join().unwrap();
+        assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nHost: 127.0.0.1\r\n"), "{head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+    }
+
+    #[test]
+    fn chunked_and_close_delimited_bodies() {
+        let (port, _server) = serve(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nOnl\r\n3;x=y\r\nine\r\n0\r\n\r\n"
+                .to_vec(),
+        );
+        assert_eq!(get_tcp(port, "/", 64, soon()).unwrap().body, b"Online");
+        let (port, _server) = serve(b"HTTP/1.0 404 NOT FOUND\r\n\r\nnope".to_vec());
+        let response = get_tcp(port, "/metrics", 64, soon()).unwrap();
+        assert_eq!((response.status, response.body), (404, b"nope".to_vec()));
+    }
+
+    #[test]
+    fn bodies_over_the_bound_are_refused() {
+        for response in [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffff\r\n".to_vec(),
+            [b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), vec![b'x'; 200]].concat(),
+        ] {
+            let (port, _server) = serve(response);
+            let err = get_tcp(port, "/", 100, soon()).unwrap_err();
+            assert!(matches!(err, HttpError::Malformed(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_malformed() {
+        for response in [
+            b"SSH-2.0-OpenSSH\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nOnl".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            b"HTTP/1.1 200".to_vec(),
+        ] {
+            let (port, _server) = serve(response);
+            let err = get_tcp(port, "/", 100, soon()).unwrap_err();
+            assert!(matches!(err, HttpError::Malformed(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_costs_the_deadline_and_no_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(stream);
+        });
+        let started = Instant::now();
+        let err = get_tcp(port, "/", 64, Deadline::after(Duration::from_millis(300))).unwrap_err();
+        assert!(matches!(err, HttpError::Timeout), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        hold.join().unwrap();
+    }
+
+    #[test]
+    fn a_dripping_peer_is_cut_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            for _ in 0..40 {
+                if stream.write_all(b"H").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        let err = get_tcp(port, "/", 64, Deadline::after(Duration::from_millis(400))).unwrap_err();
+        assert!(matches!(err, HttpError::Timeout), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn nothing_listening_is_a_connect_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(matches!(
+            get_tcp(port, "/", 64, soon()),
+            Err(HttpError::Connect(_))
+        ));
+        assert!(matches!(
+            get_unix(Path::new("/nonexistent/snapd.socket"), "/", 64, soon()),
+            Err(HttpError::Connect(_))
+        ));
+    }
+
+    #[test]
+    fn unix_socket_exchange() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        });
+        let response = get_unix(&path, "/v2/snaps/microsample", 64, soon()).unwrap();
+        assert_eq!(response.body, b"{}");
+    }
+}
