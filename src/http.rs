@@ -209,7 +209,7 @@ fn exchange<S: Stream>(
         }
         reader.exactly(length)?
     } else {
-        reader.to_end(max_body)?
+        reader.until_closed(max_body)?
     };
     Ok(Response {
         status,
@@ -328,7 +328,7 @@ impl<S: Stream> Reader<S> {
         Ok(body)
     }
 
-    fn to_end(&mut self, max: usize) -> Result<Vec<u8>, HttpError> {
+    fn until_closed(&mut self, max: usize) -> Result<Vec<u8>, HttpError> {
         loop {
             if self.buf.len() - self.pos > max {
                 return Err(too_large(max));

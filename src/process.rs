@@ -241,7 +241,12 @@ mod tests {
 
     #[test]
     fn a_child_that_ignores_its_input_is_fine() {
-        let out = run(&mut Command::new("true"), Some(&vec![b'x'; 1 << 20]), soon()).unwrap();
+        let out = run(
+            &mut Command::new("true"),
+            Some(&vec![b'x'; 1 << 20]),
+            soon(),
+        )
+        .unwrap();
         assert!(out.status.success());
     }
 

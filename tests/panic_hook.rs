@@ -11,7 +11,7 @@ const CHILD: &str = "MICROSAMPLE_PANIC_CHILD";
 fn a_panic_is_logged_at_error_through_juju_log_and_fails_the_hook() {
     if std::env::var_os(CHILD).is_some() {
         microsample_charm::install_panic_hook();
-        microsample_charm::juju::logger::Logger::from_env().install();
+        microsample_charm::install_logger();
         let empty: Vec<u8> = Vec::new();
         let _ = empty[3]; // an out-of-bounds index: a bug.
         return;

@@ -46,6 +46,19 @@ pub(crate) fn steps(
     Ok(())
 }
 
+/// Earlier revisions of this charm remembered the last status they set in this file in
+/// the charm directory (the hook's working directory); statuses now come from observation
+/// on every hook, and a leftover must not outlive the upgrade.
+pub(crate) const LEGACY_MEMORY: &str = ".microsample-reported.json";
+
+pub(crate) fn remove_legacy_files() {
+    match std::fs::remove_file(LEGACY_MEMORY) {
+        Ok(()) => log::info!("removed {LEGACY_MEMORY}, left by an earlier revision"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {LEGACY_MEMORY}: {e}"),
+    }
+}
+
 fn progress(command: &SnapCommand) -> Option<String> {
     match command {
         SnapCommand::Install(channel) => {

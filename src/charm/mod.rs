@@ -13,6 +13,10 @@ mod config;
 mod host;
 mod observe;
 mod plan;
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+mod testing;
 
 use serde_json::{Map, Value};
 
@@ -139,6 +143,9 @@ impl Outcome {
 
 /// Handles one event and reports its outcome; returns how the process should exit.
 pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispatch) -> Exit {
+    if let Dispatch::Hook(Hook::UpgradeCharm) = dispatch {
+        act::remove_legacy_files();
+    }
     let outcome = match dispatch {
         Dispatch::Hook(
             Hook::Install
@@ -272,16 +279,13 @@ fn finish(status: Status, config: &Config, seen: &Observed, topology: &Topology)
 /// `remove`: takes the snap away (the agent reports the unit's end itself).
 fn remove(host: &mut impl Host) -> Outcome {
     let removed = Status::maintenance(format!("{SNAP_NAME} snap removed"));
-    match host.snap() {
-        Ok(None) => {
-            log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
-            return Outcome {
-                status: Some(removed),
-                ..Outcome::default()
-            };
-        }
-        // If snapd cannot say, `snap remove` will tell.
-        Ok(Some(_)) | Err(_) => {}
+    // If snapd cannot say, `snap remove` will tell.
+    if let Ok(None) = host.snap() {
+        log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
+        return Outcome {
+            status: Some(removed),
+            ..Outcome::default()
+        };
     }
     let mut done = Done::default();
     let steps = [plan::Step::Snap(SnapCommand::Remove)];

@@ -173,3 +173,249 @@ pub(crate) fn assess(config: &Config, machine: &MachineView) -> Status {
         Some(_) => Status::blocked(format!("{SNAP_NAME} not responding on port {port}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::charm::observe::JujuView;
+    use crate::snap::snapd::App;
+    use serde_json::json;
+
+    fn config(channel: &str, port: i64) -> Config {
+        Config::from_settings(
+            json!({"channel": channel, "port": port})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn snap(tracking: Option<&str>, revision: &str, active: bool) -> Snap {
+        Snap {
+            name: SNAP_NAME.into(),
+            version: "1".into(),
+            revision: revision.into(),
+            tracking_channel: tracking.map(str::to_string),
+            cohort_key: None,
+            apps: vec![App {
+                name: SNAP_NAME.into(),
+                daemon: Some("simple".into()),
+                enabled: true,
+                active,
+            }],
+        }
+    }
+
+    fn seen(
+        snap: Option<Snap>,
+        port: Option<u16>,
+        health: Option<Health>,
+        opened: &[&str],
+    ) -> Observed {
+        Observed {
+            machine: MachineView {
+                snap,
+                port_setting: port.map_or(PortSetting::Unset, PortSetting::Port),
+                health,
+                metrics: false,
+            },
+            juju: JujuView {
+                opened: opened
+                    .iter()
+                    .map(|p| PortRange::parse(p).ok_or(p.to_string()))
+                    .collect(),
+                cos_relations: Vec::new(),
+            },
+        }
+    }
+
+    fn snap_steps(commands: &[SnapCommand]) -> Vec<Step> {
+        commands.iter().cloned().map(Step::Snap).collect()
+    }
+
+    #[test]
+    fn plans() {
+        let edge = config("edge", 8080);
+        let open = Step::OpenPort(PortRange::tcp(8080));
+        let online = Some(Health::Online);
+        let ready = Some(snap(Some("latest/edge"), "29", true));
+        let restarted = Done {
+            commands: vec![SnapCommand::Restart],
+        };
+        let none = Done::default();
+        let install = SnapCommand::Install(edge.channel.clone());
+        let refresh = SnapCommand::Refresh(edge.channel.clone());
+        for (why, seen, done, plan) in [
+            (
+                "fresh machine",
+                seen(None, None, None, &[]),
+                &none,
+                Plan::Steps(vec![open.clone(), Step::Snap(install)]),
+            ),
+            (
+                "converged",
+                seen(ready.clone(), Some(8080), online.clone(), &["8080/tcp"]),
+                &none,
+                Plan::Steps(vec![]),
+            ),
+            (
+                "stale ports first, then the wanted one",
+                seen(
+                    ready.clone(),
+                    Some(8080),
+                    online.clone(),
+                    &["9000/tcp", "icmp", "weird"],
+                ),
+                &none,
+                Plan::Steps(vec![
+                    Step::ClosePort("9000/tcp".into()),
+                    Step::ClosePort("icmp".into()),
+                    Step::ClosePort("weird".into()),
+                    open.clone(),
+                ]),
+            ),
+            (
+                "other track",
+                seen(
+                    Some(snap(Some("1.0/stable"), "12", true)),
+                    Some(8080),
+                    online.clone(),
+                    &["8080/tcp"],
+                ),
+                &none,
+                Plan::Steps(snap_steps(std::slice::from_ref(&refresh))),
+            ),
+            (
+                "refresh never repeated",
+                seen(
+                    Some(snap(Some("1.0/stable"), "12", true)),
+                    Some(8080),
+                    online.clone(),
+                    &["8080/tcp"],
+                ),
+                &Done {
+                    commands: vec![refresh],
+                },
+                Plan::Steps(vec![]),
+            ),
+            (
+                "port setting differs",
+                seen(ready.clone(), Some(8081), None, &["8080/tcp"]),
+                &none,
+                Plan::Steps(snap_steps(&[
+                    SnapCommand::SetPort(edge.port),
+                    SnapCommand::Restart,
+                ])),
+            ),
+            (
+                "hung: restart",
+                seen(
+                    ready.clone(),
+                    Some(8080),
+                    Some(Health::Silent),
+                    &["8080/tcp"],
+                ),
+                &none,
+                Plan::Steps(snap_steps(&[SnapCommand::Restart])),
+            ),
+            (
+                "hung after a restart: no second one",
+                seen(
+                    ready.clone(),
+                    Some(8080),
+                    Some(Health::Silent),
+                    &["8080/tcp"],
+                ),
+                &restarted,
+                Plan::Steps(vec![]),
+            ),
+            (
+                "dead: start",
+                seen(
+                    Some(snap(Some("latest/edge"), "29", false)),
+                    Some(8080),
+                    Some(Health::NotListening),
+                    &["8080/tcp"],
+                ),
+                &none,
+                Plan::Steps(snap_steps(&[SnapCommand::Start])),
+            ),
+            (
+                "port held by another process: nothing to start",
+                seen(
+                    Some(snap(Some("latest/edge"), "29", false)),
+                    Some(8080),
+                    Some(Health::Silent),
+                    &["8080/tcp"],
+                ),
+                &none,
+                Plan::Steps(vec![]),
+            ),
+        ] {
+            assert_eq!(super::plan(&edge, &seen, done), plan, "{why}");
+        }
+        let local = snap(None, "x1", true);
+        assert_eq!(
+            super::plan(&edge, &seen(Some(local.clone()), None, None, &[]), &none),
+            Plan::Hold(sideloaded(&local)),
+            "installed from a file"
+        );
+    }
+
+    #[test]
+    fn assessments() {
+        let edge = config("edge", 8080);
+        let view = |snap: Option<Snap>, health: Option<Health>| MachineView {
+            snap,
+            port_setting: PortSetting::Port(8080),
+            health,
+            metrics: false,
+        };
+        let running = Some(snap(Some("latest/edge"), "29", true));
+        let stopped = Some(snap(Some("latest/edge"), "29", false));
+        for (machine, kind, message) in [
+            (
+                view(running.clone(), Some(Health::Online)),
+                "active",
+                "Ready at 'edge'",
+            ),
+            (
+                view(running.clone(), Some(Health::Silent)),
+                "waiting",
+                "microsample not responding on port 8080",
+            ),
+            (
+                view(stopped.clone(), Some(Health::NotListening)),
+                "blocked",
+                "microsample not responding on port 8080",
+            ),
+            (
+                view(stopped.clone(), Some(Health::Silent)),
+                "blocked",
+                "port 8080 is held by another process: microsample cannot listen on it",
+            ),
+            (
+                view(
+                    stopped,
+                    Some(Health::Wrong("port 8080 answered HTTP 404".into())),
+                ),
+                "blocked",
+                "port 8080 is held by another process: microsample cannot listen on it",
+            ),
+        ] {
+            let status = assess(&edge, &machine);
+            assert_eq!(
+                (status.kind.as_str(), status.message.as_str()),
+                (kind, message)
+            );
+        }
+        let moved = MachineView {
+            port_setting: PortSetting::Port(9000),
+            ..view(running, None)
+        };
+        assert_eq!(
+            unconverged(&edge, &moved).as_deref(),
+            Some("snapd has port 9000 for microsample after snap set port=8080")
+        );
+    }
+}

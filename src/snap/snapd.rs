@@ -63,7 +63,7 @@ pub struct App {
 
 impl Snap {
     /// Whether the snap's services are running (a snap without services has none to run).
-    pub(crate) fn services_active(&self) -> bool {
+    pub fn services_active(&self) -> bool {
         self.apps
             .iter()
             .filter(|a| a.daemon.is_some())
@@ -401,9 +401,9 @@ mod tests {
 
     /// A unique socket path in the system temp dir, removed on drop.
     mod tempdir_path {
-        pub struct Dir(std::path::PathBuf);
+        pub(super) struct Dir(std::path::PathBuf);
         impl Dir {
-            pub fn new() -> Dir {
+            pub(super) fn new() -> Dir {
                 use std::sync::atomic::{AtomicUsize, Ordering};
                 static N: AtomicUsize = AtomicUsize::new(0);
                 let n = N.fetch_add(1, Ordering::SeqCst);
@@ -412,7 +412,7 @@ mod tests {
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }
-            pub fn socket(&self) -> std::path::PathBuf {
+            pub(super) fn socket(&self) -> std::path::PathBuf {
                 self.0.join("snapd.socket")
             }
         }
