@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs tests/real_snapd.rs against Debian's real snapd and `snap` CLI (not our fakes):
-# installs the `snapd` package with apt, starts /usr/lib/snapd/snapd by hand (no systemd
-# needed) on /run/snapd.socket with a fresh state, waits until it is seeded, runs
-# `cargo test --test real_snapd -- --ignored --test-threads=1`, and always stops the daemon
-# it started, by PID. Facts behind each step: notes/snapd-real/FINDINGS.md §7.
+# Runs e2e/tests/real_snapd.rs (package microsample-e2e) against Debian's real snapd and
+# `snap` CLI (not our fakes): installs the `snapd` package with apt, starts
+# /usr/lib/snapd/snapd by hand (no systemd needed) on /run/snapd.socket with a fresh state,
+# waits until it is seeded, runs
+# `cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1`, and
+# always stops the daemon it started, by PID. Facts behind each step: notes/snapd-real/FINDINGS.md §7.
 #
 # Needs root (snapd only accepts installs/removals from root) and apt-get. When snapd cannot
 # be installed, started or reached, this fails loudly; it never skips. Environment:
@@ -86,8 +87,8 @@ apt-get install -y -qq snapd curl >>"$logs/apt.log" 2>&1 ||
 [ -x /usr/bin/snap ] || die "/usr/bin/snap missing after installing snapd"
 log "installed: $(head -n1 /usr/lib/snapd/info 2>/dev/null || echo 'snapd (no /usr/lib/snapd/info)')"
 
-log "cargo test --test real_snapd --no-run"
-cargo test --test real_snapd --no-run
+log "cargo test -p microsample-e2e --test real_snapd --no-run"
+cargo test -p microsample-e2e --test real_snapd --no-run
 
 # A snapd we did not start (systemd, a previous run) would make a second one wait 60 s on
 # the state lock and then fail, and its state is not fresh: refuse rather than guess.
@@ -119,13 +120,13 @@ until answers '/v2/snaps/system/conf?keys=seed.loaded' | grep -q '"seed.loaded":
 done
 log "snapd (pid $SNAPD_PID) ready on $SOCKET: $(answers /v2/system-info | grep -o '"version":"[^"]*"')"
 
-log "cargo test --test real_snapd -- --ignored --test-threads=1"
+log "cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1"
 test_rc=0
-cargo test --test real_snapd -- --ignored --test-threads=1 || test_rc=$?
+cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1 || test_rc=$?
 
 # The daemon must have served the whole run: a test that passed against a dying daemon
 # proves nothing.
 kill -0 "$SNAPD_PID" 2>/dev/null || die "snapd (pid $SNAPD_PID) exited during the tests"
 answers /v2/system-info >/dev/null || die "snapd (pid $SNAPD_PID) stopped answering on $SOCKET during the tests"
-[ "$test_rc" -eq 0 ] || die "cargo test --test real_snapd failed (exit $test_rc)"
+[ "$test_rc" -eq 0 ] || die "cargo test -p microsample-e2e --test real_snapd failed (exit $test_rc)"
 log "all real-snapd tests passed"

@@ -6,13 +6,6 @@
 //! and reports per-hook latency, memory, hook-tool calls, snapd requests and sizes against
 //! the budgets. See bench/README.md.
 
-#[path = "../../tests/fakes/src/http.rs"]
-mod http;
-#[path = "../../tests/fakes/src/juju_state.rs"]
-mod juju_state;
-#[path = "../../tests/common/juju_unit.rs"]
-mod juju_unit;
-
 mod chart;
 mod launch;
 mod prepare;
@@ -115,7 +108,7 @@ fn date_utc() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (year, month, day) = http::civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = microsample_e2e::http::civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",

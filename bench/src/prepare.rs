@@ -112,7 +112,7 @@ pub fn prepare(paths: &Paths) -> Result<Prepared, String> {
     )?;
     let charm_file = paths.repo.join("microsample_amd64.charm");
 
-    eprintln!("bench: cargo build --release --bin fake-juju (the test fakes)");
+    eprintln!("bench: cargo build --release -p microsample-e2e --bin fake-juju (the test fakes)");
     run_quiet(
         Command::new(cargo())
             .args([
@@ -120,7 +120,7 @@ pub fn prepare(paths: &Paths) -> Result<Prepared, String> {
                 "--release",
                 "--quiet",
                 "--package",
-                "microsample-charm",
+                "microsample-e2e",
                 "--bin",
                 "fake-juju",
             ])

@@ -1,8 +1,8 @@
 //! One simulated Juju unit for one charm, like the end-to-end harness
-//! (`tests/common/mod.rs`): its own directory with the hook-tool symlinks to the compiled
-//! `fake-juju`, the charm directory, the fake Juju state (`FAKE_JUJU_DIR`) and its own fake
-//! snapd (`fake-juju serve-snapd`) with the microsample workload. The links, the fake snapd
-//! and the hook environment come from the harness's `tests/common/juju_unit.rs`.
+//! (`microsample_e2e::harness`): its own directory with the hook-tool symlinks to the
+//! compiled `fake-juju`, the charm directory, the fake Juju state (`FAKE_JUJU_DIR`) and its
+//! own fake snapd (`fake-juju serve-snapd`) with the microsample workload. The links, the
+//! fake snapd and the hook environment come from `microsample_e2e::juju_unit`.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::http;
-use crate::juju_state::{self, JujuState};
-use crate::juju_unit::{self, DispatchEnv, UNIT_NAME};
+use microsample_e2e::http;
+use microsample_e2e::juju_state::{self, JujuState};
+use microsample_e2e::juju_unit::{self, DispatchEnv, UNIT_NAME};
+
 use crate::launch;
 
 /// Watchdog for one hook.

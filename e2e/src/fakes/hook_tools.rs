@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::gnuflag::{self, check_empty, go_quote, Flag, ParseError, Parsed};
-use crate::juju_state::{
+use crate::fakes::gnuflag::{self, check_empty, go_quote, Flag, ParseError, Parsed};
+use crate::fakes::juju_state::{
     self, Call, JujuState, LogRecord, PortChange, PortOp, StatusEntry, HOOK_TOOLS,
 };
-use crate::output::{self, Output};
+use crate::fakes::output::{self, Output};
 
 /// Whether `name` is one of the hook tools.
 pub fn is_tool(name: &str) -> bool {
@@ -118,7 +118,7 @@ fn absolute(path: &str) -> PathBuf {
 }
 
 fn io_text(e: &std::io::Error) -> String {
-    crate::http::errno_text(e)
+    crate::fakes::http::errno_text(e)
 }
 
 /// Runs a hook tool as jujuc would and returns its exit code.

@@ -1,10 +1,8 @@
-//! The parts of a simulated Juju unit that the end-to-end harness (`tests/common/mod.rs`)
+//! The parts of a simulated Juju unit that the end-to-end harness ([`crate::harness`])
 //! and the benchmark (`bench/src/unit.rs`) share: the hook-tool links to `fake-juju`, the
 //! fake snapd process, requests to a snapd, and the environment Juju gives `dispatch`.
 //!
-//! Compiled into both (into the bench through `#[path]`), next to the fakes' `http.rs` and
-//! `juju_state.rs`, which it reaches as `super::http` and `super::juju_state`. Errors are
-//! returned as text: the harness panics with it, the bench reports it.
+//! Errors are returned as text: the harness panics with it, the bench reports it.
 
 use std::fs::{self, File};
 use std::os::unix::fs::symlink;
@@ -15,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::http::{self, ClientError, ClientResponse};
-use super::juju_state::HOOK_TOOLS;
+use crate::fakes::http::{self, ClientError, ClientResponse};
+use crate::fakes::juju_state::HOOK_TOOLS;
 
 /// Juju version reported to the charm.
 pub const JUJU_VERSION: &str = "3.6.4";

@@ -11,17 +11,9 @@
 //!
 //! Never shipped in the charm.
 
-mod channel;
-mod gnuflag;
-mod hook_tools;
-mod http;
-mod juju_state;
-mod output;
-mod snap_cli;
-mod snapd;
-mod workload;
-
 use std::path::Path;
+
+use microsample_e2e::fakes::{hook_tools, juju_state, snap_cli, snapd};
 
 /// Exit code of jujuc when it panics.
 const PANIC_EXIT: i32 = 3;

@@ -1,9 +1,7 @@
 //! Minimal HTTP/1.x for the fakes, std only: request parsing and Go-`net/http`-like
 //! response framing for the fake servers, and a small client (Unix socket or TCP).
 //!
-//! Also included by the test harness (`tests/common/mod.rs`) through `#[path]`, so it must
-//! not refer to other modules of the fake.
-#![allow(dead_code)]
+//! Used by the fake servers, the harness ([`crate::harness`]) and `bench/`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -50,7 +50,10 @@ pub fn validate_format(name: &str) -> Result<String, String> {
     if FORMATS.contains(&name) {
         Ok(name.to_string())
     } else {
-        Err(format!("unknown format {}", crate::gnuflag::go_quote(name)))
+        Err(format!(
+            "unknown format {}",
+            crate::fakes::gnuflag::go_quote(name)
+        ))
     }
 }
 

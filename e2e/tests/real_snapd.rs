@@ -16,11 +16,9 @@
 //!
 //! Every test is ignored by default (`cargo test` lists them as ignored). `.ci/real-snapd.sh`
 //! installs snapd, starts the daemon and runs
-//! `cargo test --test real_snapd -- --ignored --test-threads=1`. Run ignored without a real
-//! snapd answering on `/run/snapd.socket`, or not as root, they fail and say why: they never
-//! pass silently.
-
-mod common;
+//! `cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1`. Run
+//! ignored without a real snapd answering on `/run/snapd.socket`, or not as root, they fail
+//! and say why: they never pass silently.
 
 use std::fs;
 use std::io::{BufReader, Write};
@@ -29,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, split_head, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
 use microsample_charm::snap::snapd::{decode, decode_snap};
 use microsample_charm::snap::{SnapdClient, SnapdError};
+use microsample_e2e::{http, split_head, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
 use serde_json::Value;
 
 // =======================================================================================
@@ -443,13 +441,13 @@ const MISSING_HOST: &str = "HTTP/1.1 400 Bad Request: missing required Host head
 /// Fails the test, saying why, unless the real snapd answers on /run/snapd.socket and this
 /// process is root (snapd refuses installs and removals from other users with 401).
 fn require_real_snapd() -> String {
-    let version = common::real_snapd_version().unwrap_or_else(|e| {
+    let version = microsample_e2e::real_snapd_version().unwrap_or_else(|e| {
         panic!(
             "\n\n*** THE REAL SNAPD IS NOT AVAILABLE: {e} ***\n\
              These tests check the charm and the fakes against Debian's real snapd and refuse \
              to pass without it. Run them with .ci/real-snapd.sh (as root): it installs \
              snapd with apt, starts /usr/lib/snapd/snapd with SNAPD_STANDBY_WAIT and runs \
-             `cargo test --test real_snapd -- --ignored --test-threads=1`.\n\n"
+             `cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1`.\n\n"
         )
     });
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -465,9 +463,9 @@ fn require_real_snapd() -> String {
          .ci/real-snapd.sh as root.\n\n"
     );
     assert!(
-        Path::new(common::REAL_SNAP).is_file(),
+        Path::new(microsample_e2e::REAL_SNAP).is_file(),
         "{} is missing",
-        common::REAL_SNAP
+        microsample_e2e::REAL_SNAP
     );
     version
 }
@@ -604,7 +602,7 @@ fn raw_request(socket: &Path, method: &str, path: &str, body: Option<&str>) -> A
 
 /// Writes `request` and reads until EOF (or 10 s of silence).
 fn raw_bytes(socket: &Path, request: &[u8]) -> Vec<u8> {
-    common::raw_exchange(socket, request, Duration::from_secs(10))
+    microsample_e2e::raw_exchange(socket, request, Duration::from_secs(10))
 }
 
 /// The status line and the headers, in order, of an answer's head.
@@ -1120,7 +1118,7 @@ fn the_fake_snap_cli_retries_reads_until_snapd_is_there_like_the_real_one() {
         let r = s.spawn(|| real.run_snap_with_env(&args, &[("SNAPPY_GLOBAL_ROOT", &root_str)]));
         let f = s.spawn(|| fake.run_snap_with_env(&args, &[("SNAPD_SOCKET", &socket_str)]));
         std::thread::sleep(Duration::from_millis(1500));
-        let snapd = Command::new(common::fake_juju_bin())
+        let snapd = Command::new(microsample_e2e::fake_juju_bin())
             .args(["serve-snapd", "--socket", &socket_str])
             .args(["--exit-with-pid", &std::process::id().to_string()])
             .stdin(Stdio::null())
@@ -1239,7 +1237,7 @@ fn the_fake_snapd_frames_http_like_the_real_one() {
     );
     // A large answer to HTTP/1.1 is chunked, also with Connection: close.
     let real_headers = raw_request(real_socket, "GET", "/v2/interfaces?select=all", None).headers;
-    fake.preinstall_snap("latest/edge", common::free_port());
+    fake.preinstall_snap("latest/edge", microsample_e2e::free_port());
     fake.set_get_snap_fault(Some("huge_body"), Some(1));
     let fake_answer = raw_request(fake.socket.as_path(), "GET", "/v2/snaps/microsample", None);
     assert!(fake_answer.body.len() > 2048);
@@ -1284,7 +1282,7 @@ fn the_fake_snap_cli_renders_snapd_answers_like_the_real_cli() {
     // This checks the fake CLI's rendering, not the fake snapd's answers.
     require_real_snapd();
     let real = Unit::with_real_snapd();
-    let edge = |u: &Unit| u.preinstall_snap("latest/edge", common::free_port());
+    let edge = |u: &Unit| u.preinstall_snap("latest/edge", microsample_e2e::free_port());
     type Setup = Box<dyn Fn(&Unit)>;
     let cases: Vec<(&[&str], Setup)> = vec![
         (
@@ -1425,7 +1423,7 @@ fn the_charm_drives_the_real_snap_cli_through_a_whole_life() {
     // every failure the charm classifies from the CLI's text, and remove. Needs only
     // /usr/bin/snap (Unit::with_real_snap_cli says so when it is missing).
     let unit = Unit::with_real_snap_cli();
-    let port = common::free_port();
+    let port = microsample_e2e::free_port();
     unit.set_config("port", serde_json::json!(port));
 
     let run = unit.run_hook("install");
@@ -1451,7 +1449,7 @@ fn the_charm_drives_the_real_snap_cli_through_a_whole_life() {
         "latest/beta"
     );
 
-    let moved = common::free_port();
+    let moved = microsample_e2e::free_port();
     unit.set_config("port", serde_json::json!(moved));
     let run = unit.run_hook("config-changed");
     assert_eq!(run.exit, Some(0), "{}", run.stderr);

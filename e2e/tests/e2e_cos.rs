@@ -1,13 +1,11 @@
 //! End-to-end: the cos-agent relation. What the charm writes must be what the
 //! grafana-agent requirer accepts (all five fields, or the data is silently dropped).
 
-mod common;
-
 use std::io::Read;
 use std::process::Command;
 
 use base64::Engine as _;
-use common::{deployed, free_port, ok, HookRun, Unit};
+use microsample_e2e::{deployed, free_port, ok, HookRun, Unit};
 use serde_json::{json, Value};
 
 fn relation_hook(unit: &Unit, kind: &str) -> HookRun {
@@ -110,13 +108,10 @@ fn the_dashboard_decodes_to_the_repository_dashboard() {
     let mut json = Vec::new();
     lzma_rs::xz_decompress(&mut &xz[..], &mut json).expect("xz");
     let mut repo = Vec::new();
-    std::fs::File::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/cos/dashboard.json"
-    ))
-    .unwrap()
-    .read_to_end(&mut repo)
-    .unwrap();
+    std::fs::File::open(microsample_e2e::workspace_root().join("src/cos/dashboard.json"))
+        .unwrap()
+        .read_to_end(&mut repo)
+        .unwrap();
     let decoded: Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(decoded, serde_json::from_slice::<Value>(&repo).unwrap());
     assert_eq!(decoded["title"], "Microsample");

@@ -2,24 +2,12 @@
 //! fake snapd and the fake workload must be as strict and as exact as the real ones
 //! (shared/reference/juju-contract.md §3, snapd.md §1-§4, §7).
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "fakes/src/channel.rs"]
-mod channel;
-#[allow(dead_code)]
-#[path = "fakes/src/gnuflag.rs"]
-mod gnuflag;
-#[allow(dead_code)]
-#[path = "fakes/src/output.rs"]
-mod output;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, juju_state, split_head, Unit};
+use microsample_e2e::{free_port, juju_state, split_head, Unit};
 use serde_json::{json, Value};
 
 /// Result of running a fake tool.
@@ -978,7 +966,7 @@ fn snap_hang_knob() {
 
 /// Sends raw bytes, returns everything read until EOF or `timeout`.
 fn raw(unit: &Unit, request: &str, timeout: Duration) -> Vec<u8> {
-    common::raw_exchange(&unit.socket, request.as_bytes(), timeout)
+    microsample_e2e::raw_exchange(&unit.socket, request.as_bytes(), timeout)
 }
 
 #[test]
@@ -1073,7 +1061,7 @@ fn large_bodies_are_chunked_and_http10_gets_close_delimited() {
     let (head, chunked) = split_head(&big);
     assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
     assert!(!head.contains("Content-Length"));
-    let decoded = common::http::read_chunked(&mut &chunked[..], usize::MAX).unwrap();
+    let decoded = microsample_e2e::http::read_chunked(&mut &chunked[..], usize::MAX).unwrap();
     assert!(decoded.len() > 50 * 1024 * 1024);
     let v: Value = serde_json::from_slice(&decoded).unwrap();
     assert_eq!(v["result"]["name"], "microsample");
@@ -1096,7 +1084,7 @@ fn async_changes_are_polled_doing_then_done() {
     let (status, v) = unit.snapd_request("POST", "/v2/snaps/microsample", Some(&body));
     assert_eq!(status, 202);
     assert_eq!(
-        common::http::unix_request(&unit.socket, "GET", "/v2/changes/999", None, None)
+        microsample_e2e::http::unix_request(&unit.socket, "GET", "/v2/changes/999", None, None)
             .unwrap()
             .status,
         404
@@ -1390,5 +1378,30 @@ fn snap_errors_of_a_missing_snap_and_the_apps_listing() {
     assert_eq!(
         v["result"]["message"],
         json!("snap \"microsample\" has no app \"nope\"")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The harness finds its binaries
+
+#[test]
+fn the_harness_finds_fake_juju_and_dispatch() {
+    // What cargo names for this package's binary is what the library derives at run time.
+    assert_eq!(
+        microsample_e2e::fake_juju_bin(),
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_fake-juju"))
+    );
+    let dispatch = microsample_e2e::dispatch_bin();
+    assert!(dispatch.is_file(), "{}", dispatch.display());
+    // Built once per process: a second call is the same file, without a second build.
+    assert_eq!(microsample_e2e::dispatch_bin(), dispatch);
+    let out = Command::new(&dispatch)
+        .env_clear()
+        .output()
+        .expect("dispatch runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no JUJU_DISPATCH_PATH: usage error"
     );
 }

@@ -2,12 +2,10 @@
 //! types and hostile input. The unit never lies (`active` only when it is), never hangs,
 //! never dies of a signal, and the next hook repairs whatever a fault interrupted.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{deployed, free_port, ok, HookRun, Unit};
+use microsample_e2e::{deployed, free_port, ok, HookRun, Unit};
 use serde_json::json;
 
 /// A transient fault: the hook fails (so Juju retries), no signal, the status names the
@@ -368,7 +366,7 @@ fn non_utf8_environment_is_handled_without_a_panic() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let unit = Unit::new();
-    let out = std::process::Command::new(common::dispatch_bin())
+    let out = std::process::Command::new(microsample_e2e::dispatch_bin())
         .env_clear()
         .env(
             "JUJU_DISPATCH_PATH",
@@ -380,7 +378,7 @@ fn non_utf8_environment_is_handled_without_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not of the form"));
     // Non-UTF-8 in other variables (model name) on an unhandled hook: still a clean exit.
-    let out = std::process::Command::new(common::dispatch_bin())
+    let out = std::process::Command::new(microsample_e2e::dispatch_bin())
         .env_clear()
         .env("JUJU_DISPATCH_PATH", "hooks/leader-elected")
         .env("JUJU_MODEL_NAME", OsStr::from_bytes(b"\xff\xfe"))

@@ -1,9 +1,7 @@
 //! End-to-end: the built `dispatch` run the way the Juju agent runs it, against the strict
-//! fake hook tools and the fake snapd + `snap` CLI + microsample (tests/fakes).
+//! fake hook tools and the fake snapd + `snap` CLI + microsample (`microsample_e2e::fakes`).
 
-mod common;
-
-use common::{call_lines, deployed, free_port, ok, snap_calls, Unit};
+use microsample_e2e::{call_lines, deployed, free_port, ok, snap_calls, Unit};
 use serde_json::{json, Value};
 
 fn snap_field(unit: &Unit, field: &str) -> Value {
@@ -407,7 +405,7 @@ fn stop_leaves_the_workload_and_remove_removes_the_snap() {
 #[test]
 fn a_missing_or_malformed_dispatch_path_is_a_clear_usage_error() {
     let unit = Unit::new();
-    let missing = std::process::Command::new(common::dispatch_bin())
+    let missing = std::process::Command::new(microsample_e2e::dispatch_bin())
         .env_clear()
         .output()
         .unwrap();
@@ -421,7 +419,7 @@ fn a_missing_or_malformed_dispatch_path_is_a_clear_usage_error() {
         "hooks/a/b",
         "hooks/$(reboot)",
     ] {
-        let out = std::process::Command::new(common::dispatch_bin())
+        let out = std::process::Command::new(microsample_e2e::dispatch_bin())
             .env_clear()
             .env("JUJU_DISPATCH_PATH", bad)
             .current_dir(&unit.charm_dir)

@@ -1,9 +1,7 @@
 //! End-to-end: operating microsample — port, `juju expose` ports, health and self-healing,
 //! and the `restart` / `info` actions.
 
-mod common;
-
-use common::{deployed, free_port, ok, snap_calls, Unit};
+use microsample_e2e::{deployed, free_port, ok, snap_calls, Unit};
 use serde_json::{json, Value};
 
 /// Stops microsample's service behind the charm's back (as a crash would).

@@ -24,10 +24,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::channel::{self, Channel};
-use crate::http::{self, Request, Response};
-use crate::output::{go_json, go_json_string, string_list};
-use crate::workload::{self, Workload};
+use crate::fakes::channel::{self, Channel};
+use crate::fakes::http::{self, Request, Response};
+use crate::fakes::output::{go_json, go_json_string, string_list};
+use crate::fakes::workload::{self, Workload};
 
 /// The only snap the fake store knows.
 pub const SNAP: &str = "microsample";
@@ -281,7 +281,7 @@ fn error(status: u16, message: &str, kind: Option<&str>, value: Option<&Value>) 
 }
 
 fn quoted(s: &str) -> String {
-    crate::gnuflag::go_quote(s)
+    crate::fakes::gnuflag::go_quote(s)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,18 +1,12 @@
-//! State shared by the fake hook tools, the test harness and the benchmark.
-//!
-//! This file is compiled three times: as a module of the `fake-juju` binary and, through
-//! `#[path = "../fakes/src/juju_state.rs"] mod juju_state;`, as a module of the end-to-end
-//! test harness (`tests/common/mod.rs`) and of the benchmark (`bench/src/main.rs`). It
-//! must therefore only use std, serde and serde_json, and must not refer to any other
-//! module of the fake.
+//! State shared by the fake hook tools, the test harness and the benchmark: the
+//! `fake-juju` binary, the harness ([`crate::harness`]) and `bench/` all use this module of
+//! the `microsample-e2e` library.
 //!
 //! Layout of `$FAKE_JUJU_DIR`:
 //! - `state.json`: [`JujuState`], read and written by every hook tool under a lock;
 //! - `calls.jsonl`: one [`Call`] per tool invocation (hook tools and the `snap` CLI);
 //! - `state.lock/`: the lock directory (transient);
 //! - `snap-hang`: if this file exists the fake `snap` CLI sleeps forever.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;

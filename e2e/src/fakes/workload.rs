@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use crate::http;
+use crate::fakes::http;
 
 /// Fault modes of a running workload.
 pub const FAULTS: [&str; 4] = ["http500", "hang", "close", "dead"];

@@ -1,12 +1,11 @@
 //! End-to-end test harness: one simulated Juju unit running the charm's `dispatch` against
-//! the fake hook tools, the fake `snap` CLI and a fake snapd (see `tests/fakes`).
+//! the fake hook tools, the fake `snap` CLI and a fake snapd (see [`crate::fakes`]).
 //!
-//! ```ignore
-//! mod common;
-//! use common::Unit;
+//! ```no_run
+//! use microsample_e2e::Unit;
 //!
 //! let unit = Unit::new();
-//! unit.set_config("port", serde_json::json!(common::free_port()));
+//! unit.set_config("port", serde_json::json!(microsample_e2e::free_port()));
 //! let run = unit.run_hook("install");
 //! assert_eq!(run.exit, Some(0), "{}", run.stderr);
 //! assert_eq!(unit.status().0, "maintenance");
@@ -25,13 +24,9 @@
 //! real `/usr/bin/snap` on the hook `PATH`, pointed at the fake snapd with
 //! `SNAPPY_GLOBAL_ROOT`: the paths a real snapd cannot take here (a successful install).
 //! See `tests/real_snapd.rs` and `.ci/real-snapd.sh`.
-#![allow(dead_code)]
 
-#[path = "../fakes/src/http.rs"]
-pub mod http;
-#[path = "../fakes/src/juju_state.rs"]
-pub mod juju_state;
-pub mod juju_unit;
+pub use crate::fakes::{http, juju_state};
+pub use crate::juju_unit;
 
 use std::collections::HashSet;
 use std::fs;
@@ -43,7 +38,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -88,18 +83,117 @@ pub fn real_snapd_version() -> Result<String, String> {
     }
 }
 
-/// Path of the fake-juju multi-call binary.
-pub fn fake_juju_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_fake-juju"))
+/// The workspace root: the charm's repository (`charmcraft.yaml`, `src/`).
+pub fn workspace_root() -> &'static Path {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR"));
+    e2e.parent().unwrap_or(e2e)
 }
 
-/// The charm binary under test: `$MICROSAMPLE_DISPATCH` (CI: the dispatch extracted from
-/// the packed .charm) or the `dispatch` built by cargo.
+/// Path of the fake-juju multi-call binary: `$MICROSAMPLE_FAKE_JUJU` when set and not
+/// empty, else the one cargo built for this package's tests, next to the test executable's
+/// `deps/` directory (`<target>/debug/deps/<test>` -> `<target>/debug/fake-juju`: what
+/// `env!("CARGO_BIN_EXE_fake-juju")` names in an integration test, which a library cannot
+/// use).
+pub fn fake_juju_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MICROSAMPLE_FAKE_JUJU").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("cannot find the test executable");
+    let profile_dir = exe
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .or_else(|| exe.parent())
+        .expect("the test executable has no directory");
+    let bin = profile_dir.join("fake-juju");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests of the microsample-e2e package with cargo (cargo test \
+         -p microsample-e2e builds fake-juju), or set MICROSAMPLE_FAKE_JUJU",
+        bin.display()
+    );
+    bin
+}
+
+/// The charm binary under test: `$MICROSAMPLE_DISPATCH` when set and not empty (CI: the
+/// dispatch extracted from the packed .charm), else the workspace's debug `dispatch`,
+/// built once per test process ([`build_dispatch`]).
 pub fn dispatch_bin() -> PathBuf {
     match std::env::var_os("MICROSAMPLE_DISPATCH") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_dispatch")),
+        _ => {
+            static BUILT: OnceLock<PathBuf> = OnceLock::new();
+            BUILT
+                .get_or_init(|| build_dispatch().unwrap_or_else(|e| panic!("{e}")))
+                .clone()
+        }
     }
+}
+
+/// Builds the charm's `dispatch` (`cargo build -p microsample-charm --bin dispatch`, debug,
+/// from the workspace root, in the same target directory) and returns its path: the one
+/// cargo reports, else `<target dir>/debug/dispatch`. This package cannot ask cargo for
+/// another package's binary (`CARGO_BIN_EXE_*` is per package), hence the nested build; it
+/// is a no-op when `dispatch` is fresh.
+pub fn build_dispatch() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            "microsample-charm",
+            "--bin",
+            "dispatch",
+        ])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p microsample-charm --bin dispatch failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // cargo's JSON messages name the executable it produced (whatever the target dir).
+    let reported = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "dispatch")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+    let path = reported.unwrap_or_else(|| target_dir().join("debug").join("dispatch"));
+    if !path.is_file() {
+        return Err(format!(
+            "cargo built dispatch, but {} does not exist",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// The cargo target directory: `$CARGO_TARGET_DIR`, else the one this test executable
+/// was built in (`<target>/debug/deps/<test>` -> `<target>`).
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        };
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .find(|a| a.file_name().is_some_and(|n| n == "deps"))
+                .and_then(|deps| deps.parent()?.parent())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// A TCP port that is free on all interfaces right now and was not handed out before
@@ -173,7 +267,8 @@ pub struct SnapRun {
 /// A simulated unit: temp dir, tools, charm dir, fake state and a fake snapd process (or
 /// the machine's real snapd, see [`Unit::with_real_snapd`]).
 pub struct Unit {
-    dir: tempfile::TempDir,
+    /// Removes the unit's directory when the unit is dropped.
+    _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub tools_dir: PathBuf,
     pub charm_dir: PathBuf,
@@ -210,7 +305,7 @@ fn write_yaml(path: &Path, value: &serde_yaml::Value) {
 /// Generates metadata.yaml, config.yaml, actions.yaml and manifest.yaml from
 /// charmcraft.yaml (like charmcraft/`cargo pack`) and returns the config defaults.
 fn write_charm_files(charm_dir: &Path) -> Map<String, Value> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("charmcraft.yaml");
+    let source = workspace_root().join("charmcraft.yaml");
     let text = fs::read_to_string(&source)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("invalid charmcraft.yaml");
@@ -354,7 +449,7 @@ impl Unit {
             (socket, Some(snapd))
         };
         Unit {
-            dir,
+            _dir: dir,
             root,
             tools_dir,
             charm_dir,

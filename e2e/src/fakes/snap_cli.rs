@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::channel::{self, Channel};
-use crate::http;
-use crate::juju_state::{self, Call};
-use crate::output::{go_json, string_list};
+use crate::fakes::channel::{self, Channel};
+use crate::fakes::http;
+use crate::fakes::juju_state::{self, Call};
+use crate::fakes::output::{go_json, string_list};
 
 const DEFAULT_SOCKET: &str = "/run/snapd.socket";
 /// The real client's request timeout and GET retry interval (`client/client.go`).
@@ -448,7 +448,7 @@ impl Client {
         let value: Value = serde_json::from_slice(&resp.body).map_err(|e| {
             Failure::Plain(format!(
                 "cannot decode {}: {e}",
-                crate::gnuflag::go_quote(&resp.text())
+                crate::fakes::gnuflag::go_quote(&resp.text())
             ))
         })?;
         let result = value.get("result").cloned().unwrap_or(Value::Null);
@@ -502,7 +502,7 @@ impl Client {
                         }
                         return Err(Failure::Plain(format!(
                             "change finished in status {} with no error message",
-                            crate::gnuflag::go_quote(status)
+                            crate::fakes::gnuflag::go_quote(status)
                         )));
                     }
                 }
@@ -777,7 +777,7 @@ fn error_to_cmd_message(
 }
 
 fn quote(s: &str) -> String {
-    crate::gnuflag::go_quote(s)
+    crate::fakes::gnuflag::go_quote(s)
 }
 
 fn is_root() -> bool {

@@ -1,0 +1,19 @@
+//! End-to-end test kit of the microsample charm (`microsample-e2e`, never shipped):
+//!
+//! - [`fakes`]: the fake Juju hook tools, `snap` CLI, snapd + store and microsample
+//!   workload, all played by the `fake-juju` multi-call binary of this package;
+//! - [`harness`] (re-exported at the crate root): a simulated Juju unit ([`Unit`]) that runs
+//!   the charm's `dispatch` the way the unit agent does, against those fakes (or the real
+//!   snapd), and its helpers;
+//! - [`juju_unit`]: the pieces of a unit the harness and the benchmark (`bench/`) share.
+//!
+//! The end-to-end and fake-contract tests live in this package's `tests/`. The charm under
+//! test is `$MICROSAMPLE_DISPATCH` (CI: the dispatch taken out of the packed `.charm`) or
+//! the workspace's `dispatch`, built once per test process ([`dispatch_bin`]).
+
+pub mod fakes;
+pub mod harness;
+pub mod juju_unit;
+
+pub use fakes::{http, juju_state};
+pub use harness::*;
