@@ -38,8 +38,9 @@ mod metadata {
 use std::ffi::OsString;
 
 pub use charm::{Config, ConfigError};
+pub use juju::tools::MAX_STATUS_MESSAGE;
 pub use snap::snapd::{decode, decode_snap};
-pub use snap::{channel::RISKS, Channel, ChannelError, Snap, SnapdError};
+pub use snap::{channel::RISKS, Channel, ChannelError, PortSetting, Snap, SnapdClient, SnapdError};
 
 /// Exit code for a `JUJU_DISPATCH_PATH` that is missing or not understood.
 pub const EXIT_USAGE: u8 = 2;

@@ -51,9 +51,10 @@ fn joined_and_changed_publish_all_five_fields() {
         let sets = run.calls_to("relation-set");
         assert_eq!(sets.len(), 1, "{kind}");
         assert_eq!(sets[0].args, ["-r", "cos-agent:4", "--file", "-"]);
-        assert!(
-            run.calls_to("status-set").is_empty(),
-            "{kind} leaves the status alone"
+        assert_eq!(
+            run.calls_to("status-set").len(),
+            1,
+            "{kind} reports the status it observed"
         );
         assert!(run.calls_to("snap").is_empty());
 
@@ -231,11 +232,10 @@ fn nothing_is_published_without_a_relation() {
         assert_eq!(run.calls_to("relation-ids").len(), 1);
         assert!(run.calls_to("relation-set").is_empty(), "{hook}");
     }
+    // update-status looks too: a revision change can add or remove /metrics.
     let run = unit.run_hook("update-status");
-    assert!(
-        run.calls_to("relation-ids").is_empty(),
-        "update-status does not look for relations"
-    );
+    assert_eq!(run.calls_to("relation-ids").len(), 1);
+    assert!(run.calls_to("relation-set").is_empty());
 }
 
 #[test]

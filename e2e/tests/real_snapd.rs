@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use microsample_charm::snap::snapd::{decode, decode_snap};
-use microsample_charm::snap::{SnapdClient, SnapdError};
+use microsample_charm::{decode, decode_snap, PortSetting, SnapdClient, SnapdError};
 use microsample_e2e::{http, split_head, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
 use serde_json::Value;
 
@@ -633,7 +632,7 @@ fn header_shape(headers: &[(String, String)]) -> Vec<String> {
 
 /// A status message as the charm sets it: bounded to `MAX_STATUS_MESSAGE` characters.
 fn as_status(message: &str) -> String {
-    microsample_charm::text::bounded(message, microsample_charm::juju::tools::MAX_STATUS_MESSAGE)
+    microsample_charm::bounded(message, microsample_charm::MAX_STATUS_MESSAGE)
 }
 
 /// The hook's ERROR `juju-log` messages.
@@ -719,7 +718,7 @@ fn assert_failed_install(unit: &Unit, run: &HookRun, hook: &str) {
     assert!(
         history(unit).contains(&(
             "maintenance".into(),
-            "Installing microsample snap".into(),
+            "Installing microsample snap from 'edge'".into(),
             "charm".into()
         )),
         "{hook}: shows the install attempt: {:?}",
@@ -735,10 +734,10 @@ fn assert_failed_install(unit: &Unit, run: &HookRun, hook: &str) {
 fn the_charm_client_reads_the_real_404_as_not_installed() {
     let version = require_real_snapd();
     eprintln!("real snapd {version}");
-    let client = SnapdClient::new(REAL_SNAPD_SOCKET, Duration::from_secs(10)).unwrap();
+    let client = SnapdClient::new(REAL_SNAPD_SOCKET, Duration::from_secs(10));
     assert_eq!(client.snap("microsample"), Ok(None));
     // A config key of a missing snap: 400 option-not-found, which the client reads as unset.
-    assert_eq!(client.config("microsample", "port"), Ok(None));
+    assert_eq!(client.port_setting("microsample"), Ok(PortSetting::Unset));
 
     // What went over the wire: the real Go server's 404 with Content-Length.
     let (status, body) = client.get("/v2/snaps/microsample").unwrap();
@@ -802,7 +801,7 @@ fn the_charm_client_decodes_a_real_chunked_body() {
     );
     assert!(dechunked.len() > 2048, "{} bytes", dechunked.len());
 
-    let client = SnapdClient::new(REAL_SNAPD_SOCKET, Duration::from_secs(10)).unwrap();
+    let client = SnapdClient::new(REAL_SNAPD_SOCKET, Duration::from_secs(10));
     let (status, body) = client.get(path).unwrap();
     assert_eq!(status, 200);
     assert_eq!(
@@ -862,7 +861,7 @@ fn install_runs_the_real_snap_install_and_reports_its_failure() {
             ),
             (
                 "maintenance".into(),
-                "Installing microsample snap".into(),
+                "Installing microsample snap from 'edge'".into(),
                 "charm".into()
             ),
             (
@@ -889,7 +888,7 @@ fn update_status_with_the_snap_absent_tries_and_reports() {
         [
             (
                 "maintenance".into(),
-                "Installing microsample snap".into(),
+                "Installing microsample snap from 'edge'".into(),
                 "charm".into()
             ),
             (

@@ -82,7 +82,7 @@ impl Stop {
             ) => {
                 log::warn!("{command}: {e}");
                 Stop::Blocked(Status::blocked(format!(
-                    "channel '{c}' not available for {SNAP_NAME}: {e}"
+                    "channel '{c}' not available for {SNAP_NAME}"
                 )))
             }
             (_, SnapCliError::LocalSnap(_)) => {
@@ -209,6 +209,23 @@ fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
             Plan::Steps(steps) if steps.is_empty() => break,
             Plan::Steps(steps) => steps,
         };
+        let revives = |s: &plan::Step| {
+            matches!(
+                s,
+                plan::Step::Snap(SnapCommand::Start | SnapCommand::Restart)
+            )
+        };
+        if let Some(health) = seen
+            .machine
+            .health
+            .as_ref()
+            .filter(|_| steps.iter().any(revives))
+        {
+            log::warn!(
+                "{SNAP_NAME} not responding on port {}: {health}",
+                config.port
+            );
+        }
         if let Err(stop) = act::steps(host, &steps, &mut done, &mut seen.juju) {
             return Outcome::stopped(stop, version(&seen));
         }
@@ -228,7 +245,11 @@ fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
     }
     let status = plan::assess(&config, &seen.machine);
     if let Some(health) = seen.machine.health.as_ref().filter(|h| !h.is_online()) {
-        log::warn!("{}: {health}", status.message);
+        let level = match status.kind {
+            crate::juju::tools::StatusKind::Blocked => log::Level::Error,
+            _ => log::Level::Warn,
+        };
+        log::log!(level, "{}: {health}", status.message);
     }
     finish(status, &config, &seen, topology)
 }

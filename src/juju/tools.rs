@@ -47,7 +47,7 @@ pub(crate) struct Status {
 }
 
 /// Longest status message the charm sets, in characters.
-pub(crate) const MAX_STATUS_MESSAGE: usize = 200;
+pub const MAX_STATUS_MESSAGE: usize = 200;
 
 impl Status {
     pub(crate) fn new(kind: StatusKind, message: impl AsRef<str>) -> Status {

@@ -8,8 +8,7 @@ pub(crate) mod snapd;
 
 pub use channel::{Channel, ChannelError};
 pub(crate) use cli::{SnapCli, SnapCliError, SnapCommand};
-pub(crate) use snapd::{PortSetting, SnapdClient};
-pub use snapd::{Snap, SnapdError};
+pub use snapd::{PortSetting, Snap, SnapdClient, SnapdError};
 
 /// The snap this charm operates.
 pub(crate) const SNAP_NAME: &str = "microsample";

@@ -91,7 +91,7 @@ fn revision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 
 /// The snap's `port` setting as snapd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PortSetting {
+pub enum PortSetting {
     /// Never set.
     Unset,
     /// A port number (`snap set` stores `8080` as a number; a numeric string counts too).
@@ -222,13 +222,14 @@ pub fn decode_snap(status: u16, body: &[u8]) -> Result<Option<Snap>, SnapdError>
 }
 
 /// The client: the socket and the time each request may take.
-pub(crate) struct SnapdClient {
+pub struct SnapdClient {
     socket: PathBuf,
     timeout: Duration,
 }
 
 impl SnapdClient {
-    pub(crate) fn new(socket: impl Into<PathBuf>, timeout: Duration) -> SnapdClient {
+    /// A client for the socket at `socket`, each request bounded by `timeout`.
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> SnapdClient {
         SnapdClient {
             socket: socket.into(),
             timeout,
@@ -242,7 +243,7 @@ impl SnapdClient {
     }
 
     /// `GET <path>`: the HTTP status and the body.
-    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), SnapdError> {
+    pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), SnapdError> {
         let deadline = Deadline::after(self.timeout);
         match http::get_unix(&self.socket, path, MAX_BODY, deadline) {
             Ok(response) => Ok((response.status, response.body)),
@@ -253,13 +254,13 @@ impl SnapdClient {
     }
 
     /// The installed snap, or `None` when it is not installed.
-    pub(crate) fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
+    pub fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
         let (status, body) = self.get(&format!("/v2/snaps/{name}"))?;
         decode_snap(status, &body)
     }
 
     /// The snap's `port` setting.
-    pub(crate) fn port_setting(&self, name: &str) -> Result<PortSetting, SnapdError> {
+    pub fn port_setting(&self, name: &str) -> Result<PortSetting, SnapdError> {
         let (status, body) = self.get(&format!("/v2/snaps/{name}/conf?keys=port"))?;
         match decode(status, &body) {
             Ok(mut result) => Ok(PortSetting::from_value(
