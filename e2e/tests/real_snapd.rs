@@ -689,7 +689,8 @@ fn assert_failed_install(unit: &Unit, run: &HookRun, hook: &str) {
     );
 
     let errors = errors(unit);
-    let expected_log = format!("snap install microsample failed: {cli_error}");
+    let expected_log =
+        format!("snap install microsample --channel=latest/edge failed: {cli_error}");
     assert!(
         errors.contains(&expected_log),
         "{hook}: juju-log ERROR must carry the CLI's error {expected_log:?}; ERROR records: {errors:#?}"
@@ -1431,7 +1432,7 @@ fn the_charm_drives_the_real_snap_cli_through_a_whole_life() {
     assert_eq!(
         posts(&run)[..1],
         [
-            r#"POST /v2/snaps/microsample {"action":"install","channel":"edge","transaction":"per-snap"}"#
+            r#"POST /v2/snaps/microsample {"action":"install","channel":"latest/edge","transaction":"per-snap"}"#
         ]
     );
     assert_eq!(

@@ -116,6 +116,30 @@ impl HookTools for Real {
     ) -> Result<(), ToolError> {
         self.tools.relation_set(relation_id, settings)
     }
+    fn relation_set_app(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError> {
+        self.tools.relation_set_app(relation_id, settings)
+    }
+    fn relation_list(&mut self, relation_id: &str) -> Result<Vec<String>, ToolError> {
+        self.tools.relation_list(relation_id)
+    }
+    fn relation_get(
+        &mut self,
+        relation_id: &str,
+        owner: &str,
+        app: bool,
+    ) -> Result<Map<String, Value>, ToolError> {
+        self.tools.relation_get(relation_id, owner, app)
+    }
+    fn is_leader(&mut self) -> Result<bool, ToolError> {
+        self.tools.is_leader()
+    }
+    fn app_status_set(&mut self, status: &Status) -> Result<(), ToolError> {
+        self.tools.app_status_set(status)
+    }
 }
 
 impl Machine for Real {

@@ -112,6 +112,26 @@ pub(crate) trait HookTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError>;
+    /// `relation-set -r <id> --app --file -`: the application databag (leader only).
+    fn relation_set_app(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError>;
+    /// `relation-list --format=json -r <id>`: the remote units.
+    fn relation_list(&mut self, relation_id: &str) -> Result<Vec<String>, ToolError>;
+    /// `relation-get --format=json -r <id> [--app] - <owner>`: a unit's or an application's
+    /// databag.
+    fn relation_get(
+        &mut self,
+        relation_id: &str,
+        owner: &str,
+        app: bool,
+    ) -> Result<Map<String, Value>, ToolError>;
+    /// `is-leader --format=json`.
+    fn is_leader(&mut self) -> Result<bool, ToolError>;
+    /// `status-set --application`: the application's status (leader only).
+    fn app_status_set(&mut self, status: &Status) -> Result<(), ToolError>;
 }
 
 /// The real hook tools: child processes found on `PATH` that inherit this process's
@@ -222,10 +242,7 @@ impl HookTools for ProcessTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError> {
-        let body = serde_json::to_vec(settings).map_err(|e| ToolError {
-            tool: "relation-set".into(),
-            detail: e.to_string(),
-        })?;
+        let body = json_bytes(settings);
         self.call(
             "relation-set",
             &["-r", relation_id, "--file", "-"],
@@ -233,4 +250,54 @@ impl HookTools for ProcessTools {
         )
         .map(drop)
     }
+
+    fn relation_set_app(
+        &mut self,
+        relation_id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError> {
+        let body = json_bytes(settings);
+        self.call(
+            "relation-set",
+            &["-r", relation_id, "--app", "--file", "-"],
+            Some(&body),
+        )
+        .map(drop)
+    }
+
+    fn relation_list(&mut self, relation_id: &str) -> Result<Vec<String>, ToolError> {
+        self.call_json("relation-list", &["--format=json", "-r", relation_id])
+    }
+
+    fn relation_get(
+        &mut self,
+        relation_id: &str,
+        owner: &str,
+        app: bool,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let mut args = vec!["--format=json", "-r", relation_id];
+        if app {
+            args.push("--app");
+        }
+        args.extend(["-", owner]);
+        self.call_json("relation-get", &args)
+    }
+
+    fn is_leader(&mut self) -> Result<bool, ToolError> {
+        self.call_json("is-leader", &["--format=json"])
+    }
+
+    fn app_status_set(&mut self, status: &Status) -> Result<(), ToolError> {
+        self.call(
+            "status-set",
+            &["--application", status.kind.as_str(), "--", &status.message],
+            None,
+        )
+        .map(drop)
+    }
+}
+
+/// A map as JSON; serialising a map of JSON values cannot fail.
+fn json_bytes(settings: &Map<String, Value>) -> Vec<u8> {
+    serde_json::to_vec(settings).unwrap_or_default()
 }
