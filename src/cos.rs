@@ -16,8 +16,6 @@ mod assets {
 }
 pub(crate) use assets::{ALERT_RULES_JSON, DASHBOARD_XZ_BASE64};
 
-/// The relation endpoint, as declared in charmcraft.yaml.
-pub(crate) const ENDPOINT: &str = "cos-agent";
 /// The unit databag key the requirer reads.
 pub(crate) const DATABAG_KEY: &str = "config";
 /// What the rule files write where the topology matchers go.

@@ -75,8 +75,11 @@ pub fn run(dispatch_path: Option<OsString>) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let topology = cos::Topology::from_env();
-    match charm::handle(&mut charm::Real::default(), &topology, &dispatch) {
+    let env = charm::Env {
+        topology: cos::Topology::from_env(),
+        unit: std::env::var("JUJU_UNIT_NAME").unwrap_or_default(),
+    };
+    match charm::handle(&mut charm::Real::default(), &env, &dispatch) {
         charm::Exit::Done => 0,
         charm::Exit::Failed => 1,
     }

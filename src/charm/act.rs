@@ -1,10 +1,11 @@
 //! Act: carries out planned steps, one at a time, stopping at the first failure; and the
 //! actions, which act at the operator's request and answer with what they then observe.
 
+use super::fleet::{self, Read};
 use super::host::Host;
 use super::observe::{HealthBudget, JujuView};
 use super::plan::{Done, Step};
-use super::{Outcome, Stop};
+use super::{Bag, Env, Outcome, Stop};
 use crate::juju::Status;
 use crate::metadata::Action;
 use crate::snap::{PortSetting, SnapCommand, SNAP_NAME};
@@ -61,10 +62,10 @@ pub(crate) fn remove_legacy_files() {
 
 fn progress(command: &SnapCommand) -> Option<String> {
     match command {
-        SnapCommand::Install(channel) => {
+        SnapCommand::Install(channel, _) => {
             Some(format!("Installing {SNAP_NAME} snap from '{channel}'"))
         }
-        SnapCommand::Refresh(channel) => Some(format!("Refreshing {SNAP_NAME} to '{channel}'")),
+        SnapCommand::Refresh(channel, _) => Some(format!("Refreshing {SNAP_NAME} to '{channel}'")),
         SnapCommand::SetPort(port) => Some(format!("Moving {SNAP_NAME} to port {port}")),
         SnapCommand::Remove => Some(format!("Removing {SNAP_NAME} snap")),
         SnapCommand::Start | SnapCommand::Restart => None,
@@ -72,15 +73,48 @@ fn progress(command: &SnapCommand) -> Option<String> {
 }
 
 /// Runs an action; its result comes from what snapd and the service say afterwards.
-pub(crate) fn action(host: &mut impl Host, action: Action) -> Outcome {
+pub(crate) fn action(host: &mut impl Host, env: &Env, action: Action) -> Outcome {
+    let mut outcome = Outcome::default();
     let result = match action {
         Action::Restart => restart(host),
         Action::Info => info(host),
+        Action::ResumeMove => resume_move(host, env, &mut outcome),
     };
-    Outcome {
-        action: Some(result),
-        ..Outcome::default()
+    outcome.action = Some(result);
+    outcome
+}
+
+/// Clears a halted move on the leader and gives the halted unit its turn again.
+fn resume_move(
+    host: &mut impl Host,
+    env: &Env,
+    outcome: &mut Outcome,
+) -> Result<Vec<(&'static str, String)>, String> {
+    let stop_text = |stop: Stop| match stop {
+        Stop::Blocked(status) | Stop::Fault { status, .. } => status.message,
+    };
+    let fleet = super::observe::fleet(host, &env.unit, &env.topology.application)
+        .map_err(stop_text)?
+        .filter(|f| f.peer_count > 0)
+        .ok_or("no move to resume: this unit has no peers")?;
+    if !fleet.leader {
+        return Err("run resume-move on the leader unit: it coordinates the move".into());
     }
+    let mv = match &fleet.app {
+        Read::Valid(mv) => mv,
+        Read::Missing => return Err("no move to resume".into()),
+        Read::Unreadable(seen) => return Err(format!("cannot read the move: {seen}")),
+    };
+    let resumed = fleet::resume(mv)?;
+    let unit = resumed.turn.clone().unwrap_or_default();
+    outcome
+        .relation_data
+        .push((fleet.relation.clone(), Bag::App, fleet::databag(&resumed)));
+    outcome.app_status = Some(Status::maintenance(format!(
+        "Moving to '{}': resumed, {unit} next",
+        resumed.target
+    )));
+    Ok(vec![("target", resumed.target.clone()), ("unit", unit)])
 }
 
 /// The installed snap's port setting, or why there is none.

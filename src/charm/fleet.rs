@@ -276,9 +276,7 @@ pub(crate) fn gate(fleet: Option<&Fleet>, target: &Channel, tracking: Option<&st
             ))
         }
         Read::Unreadable(seen) => {
-            return Gate::Wait(format!(
-                "on {here}, cannot read the leader's move ({seen})"
-            ))
+            return Gate::Wait(format!("on {here}, cannot read the leader's move ({seen})"))
         }
     };
     match (&mv.halt, &mv.turn) {
@@ -389,13 +387,19 @@ mod tests {
         let f = fleet(
             Read::Valid(mv.clone()),
             &[
-                ("microsample/1", Read::Valid(unit("latest/beta", "27", true))),
+                (
+                    "microsample/1",
+                    Read::Valid(unit("latest/beta", "27", true)),
+                ),
                 ("microsample/2", Read::Valid(on_edge.clone())),
             ],
         );
         let (next, status) = coordinate(&f, &beta(), &on_edge, None);
         assert_eq!(next.turn.as_deref(), Some("microsample/2"));
-        assert_eq!(status.message, "Moving to 'beta': 1 of 3 done, microsample/2 next");
+        assert_eq!(
+            status.message,
+            "Moving to 'beta': 1 of 3 done, microsample/2 next"
+        );
         // The leader's own turn comes last, then the move ends.
         let all = fleet(
             Read::Valid(Move {
@@ -403,8 +407,14 @@ mod tests {
                 ..mv
             }),
             &[
-                ("microsample/1", Read::Valid(unit("latest/beta", "27", true))),
-                ("microsample/2", Read::Valid(unit("latest/beta", "27", true))),
+                (
+                    "microsample/1",
+                    Read::Valid(unit("latest/beta", "27", true)),
+                ),
+                (
+                    "microsample/2",
+                    Read::Valid(unit("latest/beta", "27", true)),
+                ),
             ],
         );
         let (end, status) = coordinate(&all, &beta(), &unit("latest/beta", "27", true), None);
@@ -454,7 +464,10 @@ mod tests {
         let healed = fleet(
             Read::Valid(halted.clone()),
             &[
-                ("microsample/1", Read::Valid(unit("latest/beta", "27", true))),
+                (
+                    "microsample/1",
+                    Read::Valid(unit("latest/beta", "27", true)),
+                ),
                 ("microsample/2", Read::Valid(on_edge.clone())),
             ],
         );
@@ -462,13 +475,15 @@ mod tests {
         assert_eq!(resumed.halt, None);
         assert_eq!(resumed.turn.as_deref(), Some("microsample/2"));
         // Or the operator resumes it.
-        assert_eq!(resume(&halted).unwrap().turn.as_deref(), Some("microsample/1"));
+        assert_eq!(
+            resume(&halted).unwrap().turn.as_deref(),
+            Some("microsample/1")
+        );
         assert!(resume(&mv).is_err());
     }
 
     #[test]
     fn departed_and_unreadable_units() {
-        let on_edge = unit("latest/edge", "29", true);
         let mv = Move {
             v: SHAPE,
             target: "beta".into(),
@@ -503,7 +518,10 @@ mod tests {
             Value::from(r#"{"v":1,"tracking":5}"#),
         ] {
             assert!(
-                matches!(Read::<UnitState>::parse(&bag(bad.clone())), Read::Unreadable(_)),
+                matches!(
+                    Read::<UnitState>::parse(&bag(bad.clone())),
+                    Read::Unreadable(_)
+                ),
                 "{bad}"
             );
         }

@@ -20,6 +20,8 @@ pub(crate) trait Machine {
     fn port_setting(&mut self) -> Result<PortSetting, SnapdError>;
     /// Runs one `snap` command to completion.
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError>;
+    /// `snap create-cohort microsample`: a new cohort key.
+    fn create_cohort(&mut self) -> Result<String, SnapCliError>;
     /// Asks microsample itself whether it is up, waiting at most `timeout`.
     fn probe(&mut self, port: Port, timeout: Duration) -> Health;
     /// Whether microsample serves Prometheus text on `/metrics`, waiting at most `timeout`.
@@ -59,6 +61,9 @@ impl Machine for System {
     }
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
         self.cli.run(command)
+    }
+    fn create_cohort(&mut self) -> Result<String, SnapCliError> {
+        self.cli.create_cohort()
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         workload::probe(port, Deadline::after(timeout))
@@ -151,6 +156,9 @@ impl Machine for Real {
     }
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
         self.machine.run(command)
+    }
+    fn create_cohort(&mut self) -> Result<String, SnapCliError> {
+        self.machine.create_cohort()
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         self.machine.probe(port, timeout)

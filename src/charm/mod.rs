@@ -10,6 +10,7 @@
 
 mod act;
 mod config;
+mod fleet;
 mod host;
 mod observe;
 mod plan;
@@ -24,13 +25,15 @@ pub use config::{Config, ConfigError};
 pub(crate) use host::Real;
 
 use crate::cos::{self, Topology};
+use crate::juju::tools::StatusKind;
 use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError};
 use crate::metadata::Endpoint;
-use crate::snap::{SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
+use crate::snap::{Channel, SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
 use crate::text::bounded;
+use fleet::{Fleet, UnitState};
 use host::Host;
 use observe::{HealthBudget, Observed};
-use plan::{Done, Plan};
+use plan::{Course, Done, Plan};
 
 /// Rounds of plan and act one hook may take: install, then move the port, then check.
 pub(crate) const MAX_ROUNDS: usize = 3;
@@ -77,7 +80,7 @@ impl Stop {
     fn snap(command: &SnapCommand, e: SnapCliError) -> Stop {
         match (command, &e) {
             (
-                SnapCommand::Install(c) | SnapCommand::Refresh(c),
+                SnapCommand::Install(c, _) | SnapCommand::Refresh(c, _),
                 SnapCliError::ChannelNotAvailable(_),
             ) => {
                 log::warn!("{command}: {e}");
@@ -91,7 +94,7 @@ impl Stop {
                     "{SNAP_NAME} was installed from a file: {e}"
                 )))
             }
-            (SnapCommand::Install(_), SnapCliError::SnapNotFound(_)) => {
+            (SnapCommand::Install(..), SnapCliError::SnapNotFound(_)) => {
                 log::warn!("{command}: {e}");
                 Stop::Blocked(Status::blocked(format!(
                     "{SNAP_NAME} not found in the snap store: {e}"
@@ -108,6 +111,22 @@ impl Stop {
     }
 }
 
+/// Which databag of a relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bag {
+    Unit,
+    /// The application's (leader only).
+    App,
+}
+
+/// Who this process runs for.
+#[derive(Debug, Clone)]
+pub(crate) struct Env {
+    pub(crate) topology: Topology,
+    /// `JUJU_UNIT_NAME`.
+    pub(crate) unit: String,
+}
+
 /// What a hook or action ends with, reported in one place.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -115,8 +134,10 @@ pub(crate) struct Outcome {
     pub(crate) status: Option<Status>,
     /// The workload version observed.
     pub(crate) version: Option<String>,
-    /// Unit databags to write: `(relation id, settings)`.
-    pub(crate) relation_data: Vec<(String, Map<String, Value>)>,
+    /// The application's status (leader only).
+    pub(crate) app_status: Option<Status>,
+    /// Databags to write: `(relation id, which bag, settings)`.
+    pub(crate) relation_data: Vec<(String, Bag, Map<String, Value>)>,
     /// An action's results, or why it failed.
     pub(crate) action: Option<Result<Vec<(&'static str, String)>, String>>,
     /// A fault to retry: logged at ERROR, exit non-zero.
@@ -142,7 +163,7 @@ impl Outcome {
 }
 
 /// Handles one event and reports its outcome; returns how the process should exit.
-pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispatch) -> Exit {
+pub(crate) fn handle(host: &mut impl Host, env: &Env, dispatch: &Dispatch) -> Exit {
     if let Dispatch::Hook(Hook::UpgradeCharm) = dispatch {
         act::remove_legacy_files();
     }
@@ -158,7 +179,11 @@ pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispa
         | Dispatch::Hook(Hook::Relation {
             endpoint: Endpoint::CosAgent,
             kind: RelationKind::Joined | RelationKind::Changed,
-        }) => reconcile(host, topology),
+        })
+        | Dispatch::Hook(Hook::Relation {
+            endpoint: Endpoint::Fleet,
+            kind: RelationKind::Joined | RelationKind::Changed | RelationKind::Departed,
+        }) => reconcile(host, env),
         Dispatch::Hook(Hook::Remove) => remove(host),
         // Stopping the unit's agent must not stop the workload; remove cleans up.
         Dispatch::Hook(Hook::Stop) => return Exit::Done,
@@ -173,7 +198,7 @@ pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispa
             log::debug!("ignoring hook {name}: nothing to do");
             return Exit::Done;
         }
-        Dispatch::Action(action) => act::action(host, *action),
+        Dispatch::Action(action) => act::action(host, env, *action),
         Dispatch::UnknownAction(name) => Outcome {
             action: Some(Err(format!("unknown action {name:?}"))),
             ..Outcome::default()
@@ -183,7 +208,7 @@ pub(crate) fn handle(host: &mut impl Host, topology: &Topology, dispatch: &Dispa
 }
 
 /// Converges the machine on the config and reports what it then observes.
-fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
+fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
     let settings = match host.config_get() {
         Ok(settings) => settings,
         Err(e) => return Outcome::stopped(e.into(), None),
@@ -197,15 +222,103 @@ fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
             return Outcome::stopped(Stop::Blocked(Status::blocked(e.to_string())), version);
         }
     };
-    let mut done = Done::default();
     let mut budget = HealthBudget::default();
-    let mut seen = match look(host, &config, &mut budget) {
-        Ok(seen) => seen,
+    let looked = look(host, env, &config, &mut budget);
+    let (mut seen, mut fleet) = match looked {
+        Ok(looked) => looked,
         Err(stop) => return Outcome::stopped(stop, None),
     };
+    let course = match steer(host, &config, &seen, fleet.as_mut()) {
+        Ok(course) => course,
+        Err(stop) => return Outcome::stopped(stop, version(&seen)),
+    };
+    let status = match converge(host, &config, &mut seen, &course, &mut budget) {
+        Ok(status) | Err(Stop::Blocked(status)) => status,
+        Err(fault) => return Outcome::stopped(fault, version(&seen)),
+    };
+    finish(status, &config, &seen, env, fleet.as_ref(), &course)
+}
+
+/// The first snapshot: Juju's view, the fleet's, the machine's.
+fn look(
+    host: &mut impl Host,
+    env: &Env,
+    config: &Config,
+    budget: &mut HealthBudget,
+) -> Result<(Observed, Option<Fleet>), Stop> {
+    let juju = observe::juju(host)?;
+    let fleet = observe::fleet(host, &env.unit, &env.topology.application)?;
+    let machine = observe::machine(host, config.port, false, budget)?;
+    Ok((Observed { machine, juju }, fleet))
+}
+
+/// Where this unit may go. On the leader of several units this first brings the move up to
+/// date (a new target gets a new cohort), so the leader can take its own turn at once.
+fn steer(
+    host: &mut impl Host,
+    config: &Config,
+    seen: &Observed,
+    fleet: Option<&mut Fleet>,
+) -> Result<Course, Stop> {
+    let Some(fleet) = fleet.filter(|f| f.peer_count > 0) else {
+        return Ok(Course::alone(config));
+    };
+    if fleet.leader {
+        let same_target = matches!(&fleet.app, fleet::Read::Valid(m)
+            if Channel::parse(&m.target).is_ok_and(|c| c.full() == config.channel.full()));
+        let cohort = if same_target {
+            None
+        } else {
+            let key = host.create_cohort().map_err(|e| Stop::Fault {
+                status: Status::waiting(format!(
+                    "snap create-cohort {SNAP_NAME} failed, will retry: {e}"
+                )),
+                cause: format!("snap create-cohort {SNAP_NAME} failed: {e}"),
+            })?;
+            log::info!("created a cohort for the move to '{}'", config.channel);
+            Some(key)
+        };
+        let mine = unit_state(&seen.machine, None);
+        let (mv, _) = fleet::coordinate(fleet, &config.channel, &mine, cohort.as_deref());
+        fleet.app = fleet::Read::Valid(mv);
+    }
+    let tracking = seen
+        .machine
+        .snap
+        .as_ref()
+        .and_then(|s| s.tracking_channel.as_deref());
+    let gate = fleet::gate(Some(fleet), &config.channel, tracking);
+    let (install, cohort) = match &fleet.app {
+        // A unit added while the move is halted joins the fleet where it serves.
+        fleet::Read::Valid(mv) => {
+            let serving = mv.halt.as_ref().and(mv.from.as_deref());
+            let install = serving
+                .and_then(|c| Channel::parse(c).ok())
+                .unwrap_or_else(|| config.channel.clone());
+            (install, mv.cohort.clone())
+        }
+        _ => (config.channel.clone(), None),
+    };
+    Ok(Course {
+        install,
+        cohort,
+        gate,
+    })
+}
+
+/// Plan, act and look again until nothing is left to do; the status the last snapshot
+/// deserves.
+fn converge(
+    host: &mut impl Host,
+    config: &Config,
+    seen: &mut Observed,
+    course: &Course,
+    budget: &mut HealthBudget,
+) -> Result<Status, Stop> {
+    let mut done = Done::default();
     for _ in 0..MAX_ROUNDS {
-        let steps = match plan::plan(&config, &seen, &done) {
-            Plan::Hold(status) => return finish(status, &config, &seen, topology),
+        let steps = match plan::plan(config, seen, &done, course) {
+            Plan::Hold(status) => return Ok(status),
             Plan::Steps(steps) if steps.is_empty() => break,
             Plan::Steps(steps) => steps,
         };
@@ -226,42 +339,28 @@ fn reconcile(host: &mut impl Host, topology: &Topology) -> Outcome {
                 config.port
             );
         }
-        if let Err(stop) = act::steps(host, &steps, &mut done, &mut seen.juju) {
-            return Outcome::stopped(stop, version(&seen));
-        }
-        seen.machine = match observe::machine(host, config.port, done.started(), &mut budget) {
-            Ok(machine) => machine,
-            Err(stop) => return Outcome::stopped(stop, version(&seen)),
-        };
+        act::steps(host, &steps, &mut done, &mut seen.juju)?;
+        seen.machine = observe::machine(host, config.port, done.started(), budget)?;
         if seen.machine.snap.is_none() && done.commands.iter().any(|c| c.verb() == "install") {
-            let cause = format!("snap install {SNAP_NAME} succeeded but snapd does not list it");
-            let status = Status::waiting(format!("{SNAP_NAME} missing after install, will retry"));
-            return Outcome::stopped(Stop::Fault { status, cause }, None);
+            return Err(Stop::Fault {
+                status: Status::waiting(format!("{SNAP_NAME} missing after install, will retry")),
+                cause: format!("snap install {SNAP_NAME} succeeded but snapd does not list it"),
+            });
         }
     }
-    if let Some(cause) = plan::unconverged(&config, &seen.machine) {
+    if let Some(cause) = plan::unconverged(config, &seen.machine, &course.gate) {
         let status = Status::waiting(format!("{}, will retry", bounded(&cause, 150)));
-        return Outcome::stopped(Stop::Fault { status, cause }, version(&seen));
+        return Err(Stop::Fault { status, cause });
     }
-    let status = plan::assess(&config, &seen.machine);
+    let status = plan::assess(config, &seen.machine, &course.gate);
     if let Some(health) = seen.machine.health.as_ref().filter(|h| !h.is_online()) {
         let level = match status.kind {
-            crate::juju::tools::StatusKind::Blocked => log::Level::Error,
+            StatusKind::Blocked => log::Level::Error,
             _ => log::Level::Warn,
         };
         log::log!(level, "{}: {health}", status.message);
     }
-    finish(status, &config, &seen, topology)
-}
-
-fn look(
-    host: &mut impl Host,
-    config: &Config,
-    budget: &mut HealthBudget,
-) -> Result<Observed, Stop> {
-    let juju = observe::juju(host)?;
-    let machine = observe::machine(host, config.port, false, budget)?;
-    Ok(Observed { machine, juju })
+    Ok(status)
 }
 
 fn version(seen: &Observed) -> Option<String> {
@@ -271,17 +370,36 @@ fn version(seen: &Observed) -> Option<String> {
         .map(|s| bounded(&s.version, MAX_VERSION))
 }
 
-/// The outcome of a reconcile: the status, the version, and the cos-agent data for what
-/// the running revision serves.
-fn finish(status: Status, config: &Config, seen: &Observed, topology: &Topology) -> Outcome {
+/// What this unit publishes to its peers: what it observed, and why its turn failed.
+fn unit_state(machine: &observe::MachineView, failed: Option<String>) -> UnitState {
+    let snap = machine.snap.as_ref();
+    UnitState {
+        v: fleet::SHAPE,
+        tracking: snap.and_then(|s| s.tracking_channel.clone()),
+        revision: snap.map(|s| s.revision.clone()),
+        healthy: machine.health.as_ref().is_some_and(|h| h.is_online()),
+        failed,
+    }
+}
+
+/// The outcome of a reconcile: the status, the version, the cos-agent data for what the
+/// running revision serves, and this unit's (and, on the leader, the move's) fleet data.
+fn finish(
+    status: Status,
+    config: &Config,
+    seen: &Observed,
+    env: &Env,
+    fleet: Option<&Fleet>,
+    course: &Course,
+) -> Outcome {
     let metrics = seen.machine.metrics;
-    let relation_data = seen
+    let mut relation_data: Vec<(String, Bag, Map<String, Value>)> = seen
         .juju
         .cos_relations
         .iter()
         .map(|id| {
-            let data = cos::unit_databag(topology, config.port.get(), metrics);
-            (id.clone(), data)
+            let data = cos::unit_databag(&env.topology, config.port.get(), metrics);
+            (id.clone(), Bag::Unit, data)
         })
         .collect();
     if !seen.juju.cos_relations.is_empty() && !metrics {
@@ -289,8 +407,22 @@ fn finish(status: Status, config: &Config, seen: &Observed, topology: &Topology)
             "publishing no scrape job or metrics alert rules: the running {SNAP_NAME} serves no Prometheus metrics on /metrics"
         );
     }
+    let mut app_status = None;
+    if let Some(fleet) = fleet.filter(|f| f.peer_count > 0) {
+        // A turn that ends anywhere but active failed: the leader halts the move on it.
+        let my_turn = matches!(course.gate, fleet::Gate::Open { .. });
+        let failed = (my_turn && status.kind != StatusKind::Active).then(|| status.message.clone());
+        let mine = unit_state(&seen.machine, failed);
+        relation_data.push((fleet.relation.clone(), Bag::Unit, fleet::databag(&mine)));
+        if fleet.leader {
+            let (mv, status) = fleet::coordinate(fleet, &config.channel, &mine, None);
+            relation_data.push((fleet.relation.clone(), Bag::App, fleet::databag(&mv)));
+            app_status = Some(status);
+        }
+    }
     Outcome {
         status: Some(status),
+        app_status,
         version: version(seen),
         relation_data,
         ..Outcome::default()
@@ -343,10 +475,19 @@ fn report(tools: &mut impl HookTools, outcome: Outcome) -> Exit {
             failed("set the workload version".into(), e);
         }
     }
-    for (id, data) in &outcome.relation_data {
-        match tools.relation_set(id, data) {
-            Ok(()) => log::debug!("published the {} data on {id}", cos::ENDPOINT),
+    for (id, bag, data) in &outcome.relation_data {
+        let written = match bag {
+            Bag::Unit => tools.relation_set(id, data),
+            Bag::App => tools.relation_set_app(id, data),
+        };
+        match written {
+            Ok(()) => log::debug!("published {bag:?} data on {id}"),
             Err(e) => failed(format!("publish on {id}"), e),
+        }
+    }
+    if let Some(status) = &outcome.app_status {
+        if let Err(e) = tools.app_status_set(status) {
+            failed(format!("set the application status {status}"), e);
         }
     }
     if let Some(status) = &outcome.status {

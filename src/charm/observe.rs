@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::fleet::{Fleet, Read};
 use super::host::{Host, Machine};
 use super::Stop;
 use crate::juju::PortRange;
@@ -65,6 +66,36 @@ pub(crate) fn juju(host: &mut impl Host) -> Result<JujuView, Stop> {
         opened: host.opened_ports()?,
         cos_relations: host.relation_ids(Endpoint::CosAgent)?,
     })
+}
+
+/// The fleet: the peer relation, who leads, the move in the application databag, and (on
+/// the leader, which coordinates) what every other unit published. `None` before Juju has
+/// made the peer relation; a unit alone reads nothing more.
+pub(crate) fn fleet(host: &mut impl Host, me: &str, app: &str) -> Result<Option<Fleet>, Stop> {
+    let Some(relation) = host.relation_ids(Endpoint::Fleet)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let units = host.relation_list(&relation)?;
+    let mut fleet = Fleet {
+        relation,
+        me: me.to_string(),
+        leader: false,
+        app: Read::Missing,
+        peers: Default::default(),
+        peer_count: units.len(),
+    };
+    if units.is_empty() {
+        return Ok(Some(fleet));
+    }
+    fleet.leader = host.is_leader()?;
+    fleet.app = Read::parse(&host.relation_get(&fleet.relation, app, true)?);
+    if fleet.leader {
+        for unit in units {
+            let bag = host.relation_get(&fleet.relation, &unit, false)?;
+            fleet.peers.insert(unit, Read::parse(&bag));
+        }
+    }
+    Ok(Some(fleet))
 }
 
 /// Reads snapd, then probes the service when it runs on `port` under the charm. `settle`

@@ -3,8 +3,10 @@
 //! is covered by table tests without any double.
 
 use super::config::Config;
+use super::fleet::Gate;
 use super::observe::{MachineView, Observed};
 use crate::juju::{PortRange, Status};
+use crate::snap::Channel;
 use crate::snap::{PortSetting, Snap, SnapCommand, SNAP_NAME};
 use crate::text::quoted;
 use crate::workload::Health;
@@ -29,6 +31,26 @@ pub(crate) enum Plan {
     Hold(Status),
 }
 
+/// Where this unit may go, given the fleet: what a fresh install takes, and whether it may
+/// move to the configured channel now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Course {
+    pub(crate) install: Channel,
+    pub(crate) cohort: Option<String>,
+    pub(crate) gate: Gate,
+}
+
+impl Course {
+    /// A unit on its own: straight to the configured channel.
+    pub(crate) fn alone(config: &Config) -> Course {
+        Course {
+            install: config.channel.clone(),
+            cohort: None,
+            gate: Gate::Open { cohort: None },
+        }
+    }
+}
+
 /// The `snap` commands this hook has run, so a later round never repeats a restart.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Done {
@@ -42,8 +64,8 @@ impl Done {
         self.commands.iter().any(|c| {
             matches!(
                 c,
-                SnapCommand::Install(_)
-                    | SnapCommand::Refresh(_)
+                SnapCommand::Install(..)
+                    | SnapCommand::Refresh(..)
                     | SnapCommand::Start
                     | SnapCommand::Restart
             )
@@ -65,22 +87,30 @@ pub(crate) fn sideloaded(snap: &Snap) -> Status {
 }
 
 /// The next steps towards `config`, given what `seen` shows and what this hook has done.
-pub(crate) fn plan(config: &Config, seen: &Observed, done: &Done) -> Plan {
+pub(crate) fn plan(config: &Config, seen: &Observed, done: &Done, course: &Course) -> Plan {
     let mut steps = ports(config, seen);
     let machine = &seen.machine;
     let Some(snap) = &machine.snap else {
-        steps.push(Step::Snap(SnapCommand::Install(config.channel.clone())));
+        if !done.ran("install") {
+            let install = SnapCommand::Install(course.install.clone(), course.cohort.clone());
+            steps.push(Step::Snap(install));
+        }
         return Plan::Steps(steps);
     };
     if snap.installed_from_file() {
         return Plan::Hold(sideloaded(snap));
     }
     let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
-    if !config.channel.is_tracked_by(tracked) {
-        if !done.ran("refresh") {
-            steps.push(Step::Snap(SnapCommand::Refresh(config.channel.clone())));
+    match &course.gate {
+        Gate::Open { cohort } if !config.channel.is_tracked_by(tracked) => {
+            if !done.ran("refresh") {
+                let refresh = SnapCommand::Refresh(config.channel.clone(), cohort.clone());
+                steps.push(Step::Snap(refresh));
+            }
+            return Plan::Steps(steps);
         }
-        return Plan::Steps(steps);
+        // Waiting for its turn: keep serving where it is.
+        _ => {}
     }
     if machine.port_setting != PortSetting::Port(config.port.get()) {
         if !done.ran("set") {
@@ -125,13 +155,13 @@ fn ports(config: &Config, seen: &Observed) -> Vec<Step> {
 
 /// Why the final snapshot is not what the config asks for, when this hook did what it
 /// could: a fault to retry.
-pub(crate) fn unconverged(config: &Config, machine: &MachineView) -> Option<String> {
+pub(crate) fn unconverged(config: &Config, machine: &MachineView, gate: &Gate) -> Option<String> {
     let snap = machine.snap.as_ref()?;
     if snap.installed_from_file() {
         return None;
     }
     let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
-    if !config.channel.is_tracked_by(tracked) {
+    if !config.channel.is_tracked_by(tracked) && matches!(gate, Gate::Open { .. }) {
         return Some(format!(
             "{SNAP_NAME} tracks {} after snap refresh --channel={}",
             quoted(tracked, 64),
@@ -153,7 +183,7 @@ pub(crate) fn unconverged(config: &Config, machine: &MachineView) -> Option<Stri
 }
 
 /// The one status the snapshot deserves, once nothing is left to do.
-pub(crate) fn assess(config: &Config, machine: &MachineView) -> Status {
+pub(crate) fn assess(config: &Config, machine: &MachineView, gate: &Gate) -> Status {
     let Some(snap) = &machine.snap else {
         return Status::waiting(format!("{SNAP_NAME} is not installed yet"));
     };
@@ -161,6 +191,13 @@ pub(crate) fn assess(config: &Config, machine: &MachineView) -> Status {
         return sideloaded(snap);
     }
     let port = config.port;
+    let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
+    match (&machine.health, gate) {
+        (Some(Health::Online), Gate::Wait(why)) if !config.channel.is_tracked_by(tracked) => {
+            return Status::active(format!("Ready at {} ({why})", quoted(tracked, 64)));
+        }
+        _ => {}
+    }
     match &machine.health {
         Some(Health::Online) => Status::active(format!("Ready at '{}'", config.channel)),
         None => Status::waiting(format!("{SNAP_NAME} is not on port {port} yet")),
@@ -243,8 +280,8 @@ mod tests {
             commands: vec![SnapCommand::Restart],
         };
         let none = Done::default();
-        let install = SnapCommand::Install(edge.channel.clone());
-        let refresh = SnapCommand::Refresh(edge.channel.clone());
+        let install = SnapCommand::Install(edge.channel.clone(), None);
+        let refresh = SnapCommand::Refresh(edge.channel.clone(), None);
         for (why, seen, done, plan) in [
             (
                 "fresh machine",
@@ -352,11 +389,20 @@ mod tests {
                 Plan::Steps(vec![]),
             ),
         ] {
-            assert_eq!(super::plan(&edge, &seen, done), plan, "{why}");
+            assert_eq!(
+                super::plan(&edge, &seen, done, &Course::alone(&edge)),
+                plan,
+                "{why}"
+            );
         }
         let local = snap(None, "x1", true);
         assert_eq!(
-            super::plan(&edge, &seen(Some(local.clone()), None, None, &[]), &none),
+            super::plan(
+                &edge,
+                &seen(Some(local.clone()), None, None, &[]),
+                &none,
+                &Course::alone(&edge)
+            ),
             Plan::Hold(sideloaded(&local)),
             "installed from a file"
         );
@@ -403,7 +449,7 @@ mod tests {
                 "port 8080 is held by another process: microsample cannot listen on it",
             ),
         ] {
-            let status = assess(&edge, &machine);
+            let status = assess(&edge, &machine, &Gate::Open { cohort: None });
             assert_eq!(
                 (status.kind.as_str(), status.message.as_str()),
                 (kind, message)
@@ -414,7 +460,7 @@ mod tests {
             ..view(running, None)
         };
         assert_eq!(
-            unconverged(&edge, &moved).as_deref(),
+            unconverged(&edge, &moved, &Gate::Open { cohort: None }).as_deref(),
             Some("snapd has port 9000 for microsample after snap set port=8080")
         );
     }

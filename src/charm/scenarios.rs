@@ -9,23 +9,30 @@ use crate::juju::tools::StatusKind;
 use crate::metadata::Action;
 use crate::snap::PortSetting;
 
-fn topology() -> Topology {
-    Topology {
-        model: "lab".into(),
-        model_uuid: "1234abcd-0000-4000-8000-000000000000".into(),
-        application: "microsample".into(),
+fn env() -> Env {
+    env_of("microsample/0")
+}
+
+fn env_of(unit: &str) -> Env {
+    Env {
+        topology: Topology {
+            model: "lab".into(),
+            model_uuid: "1234abcd-0000-4000-8000-000000000000".into(),
+            application: "microsample".into(),
+        },
+        unit: unit.into(),
     }
 }
 
 fn hook(host: &mut FakeHost, name: &str) -> Exit {
     host.calls.clear();
     let dispatch = Dispatch::parse(Some(std::ffi::OsStr::new(&format!("hooks/{name}")))).unwrap();
-    handle(host, &topology(), &dispatch)
+    handle(host, &env(), &dispatch)
 }
 
 fn action(host: &mut FakeHost, action: Action) -> Exit {
     host.in_action = true;
-    handle(host, &topology(), &Dispatch::Action(action))
+    handle(host, &env(), &Dispatch::Action(action))
 }
 
 fn status(host: &FakeHost) -> (StatusKind, &str) {
@@ -81,14 +88,15 @@ fn every_reconciling_hook_reports_from_observation_and_changes_nothing_when_conv
         for tool in [
             "config-get",
             "opened-ports",
-            "relation-ids",
             "relation-set",
             "application-version-set",
             "status-set",
         ] {
             assert_eq!(host.calls_to(tool), 1, "{name}: {tool} in {:?}", host.calls);
         }
-        assert_eq!(host.calls.len(), 6, "{name}: {:?}", host.calls);
+        // One per endpoint: cos-agent and the fleet (not made yet here).
+        assert_eq!(host.calls_to("relation-ids"), 2, "{name}");
+        assert_eq!(host.calls.len(), 7, "{name}: {:?}", host.calls);
     }
 }
 
@@ -199,14 +207,12 @@ fn unavailable_channels_block_and_the_next_good_config_recovers() {
         assert_eq!(hook(&mut host, "config-changed"), Exit::Done, "{channel}");
         let (kind, message) = status(&host);
         assert_eq!(kind, StatusKind::Blocked, "{channel}");
-        assert!(
-            message.starts_with(&format!(
-                "channel '{channel}' not available for microsample: "
-            )),
-            "{message}"
+        assert_eq!(
+            message,
+            format!("channel '{channel}' not available for microsample")
         );
-        assert!(message.contains(family), "{message}");
-        // Still serving the old channel, and saying which version.
+        let _ = family; // snap's own words are logged (end to end: e2e_charm.rs)
+                        // Still serving the old channel, and saying which version.
         assert_eq!(host.version.as_deref(), Some("0+git.57e56f2"));
         host.set("channel", json!("beta"));
         assert_eq!(hook(&mut host, "config-changed"), Exit::Done);

@@ -40,6 +40,17 @@ pub(crate) enum Service {
     Crashes,
 }
 
+/// The `fleet` peer relation as one unit sees it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Peers {
+    pub(crate) id: String,
+    /// Other unit → its databag.
+    pub(crate) units: BTreeMap<String, Map<String, Value>>,
+    pub(crate) app: Map<String, Value>,
+    /// This unit's own databag.
+    pub(crate) mine: Map<String, Value>,
+}
+
 /// Juju and the machine, in memory.
 pub(crate) struct FakeHost {
     // Juju
@@ -57,6 +68,10 @@ pub(crate) struct FakeHost {
     pub(crate) calls: Vec<&'static str>,
     /// cos-agent relation id → this unit's databag there.
     pub(crate) cos_relations: BTreeMap<String, Map<String, Value>>,
+    /// The fleet peer relation, once Juju made it.
+    pub(crate) fleet: Option<Peers>,
+    pub(crate) leader: bool,
+    pub(crate) app_statuses: Vec<Status>,
     // The machine
     /// Fully qualified channel → (revision, version) the store serves.
     pub(crate) store: BTreeMap<String, (String, String)>,
@@ -70,6 +85,8 @@ pub(crate) struct FakeHost {
     pub(crate) with_metrics: BTreeSet<String>,
     /// Every `snap` command run, as its argument vector.
     pub(crate) commands: Vec<String>,
+    /// Cohort keys created so far.
+    pub(crate) cohorts: u32,
     probes_since_start: u32,
     pub(crate) clock: Instant,
     pub(crate) started_at: Instant,
@@ -90,6 +107,10 @@ impl Default for FakeHost {
             applies: false,
             calls: Vec::new(),
             cos_relations: BTreeMap::new(),
+            fleet: None,
+            leader: true,
+            app_statuses: Vec::new(),
+            cohorts: 0,
             store: [
                 ("latest/edge", "29", "0+git.57e56f2"),
                 ("latest/beta", "27", "0+git.49ff7aa"),
@@ -119,8 +140,11 @@ impl FakeHost {
     /// it, and it answers.
     pub(crate) fn deployed(channel: &str) -> FakeHost {
         let mut host = FakeHost::default();
-        host.run(&SnapCommand::Install(Channel::parse(channel).unwrap()))
-            .unwrap();
+        host.run(&SnapCommand::Install(
+            Channel::parse(channel).unwrap(),
+            None,
+        ))
+        .unwrap();
         host.port_setting = PortSetting::Port(8080);
         host.opened.insert("8080/tcp".into());
         host.commands.clear();
@@ -266,15 +290,81 @@ impl HookTools for FakeHost {
         self.call("relation-ids")?;
         Ok(match endpoint {
             Endpoint::CosAgent => self.cos_relations.keys().cloned().collect(),
+            Endpoint::Fleet => self.fleet.iter().map(|f| f.id.clone()).collect(),
         })
     }
     fn relation_set(&mut self, id: &str, settings: &Map<String, Value>) -> Result<(), ToolError> {
         self.call("relation-set")?;
-        let databag = self.cos_relations.get_mut(id).ok_or_else(|| ToolError {
-            tool: "relation-set".into(),
-            detail: format!("ERROR invalid value \"{id}\" for option -r: relation not found"),
-        })?;
+        let databag = match &mut self.fleet {
+            Some(fleet) if fleet.id == id => &mut fleet.mine,
+            _ => self.cos_relations.get_mut(id).ok_or_else(|| ToolError {
+                tool: "relation-set".into(),
+                detail: format!("ERROR invalid value \"{id}\" for option -r: relation not found"),
+            })?,
+        };
         databag.extend(settings.clone());
+        Ok(())
+    }
+    fn relation_set_app(
+        &mut self,
+        id: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<(), ToolError> {
+        self.call("relation-set")?;
+        if !self.leader {
+            return Err(ToolError {
+                tool: "relation-set".into(),
+                detail: "ERROR cannot write relation settings: this unit is not the leader".into(),
+            });
+        }
+        let fleet = self
+            .fleet
+            .as_mut()
+            .filter(|f| f.id == id)
+            .expect("the fleet relation");
+        fleet.app.extend(settings.clone());
+        Ok(())
+    }
+    fn relation_list(&mut self, id: &str) -> Result<Vec<String>, ToolError> {
+        self.call("relation-list")?;
+        let fleet = self
+            .fleet
+            .as_ref()
+            .filter(|f| f.id == id)
+            .expect("the fleet relation");
+        Ok(fleet.units.keys().cloned().collect())
+    }
+    fn relation_get(
+        &mut self,
+        id: &str,
+        owner: &str,
+        app: bool,
+    ) -> Result<Map<String, Value>, ToolError> {
+        self.call("relation-get")?;
+        let fleet = self
+            .fleet
+            .as_ref()
+            .filter(|f| f.id == id)
+            .expect("the fleet relation");
+        Ok(if app {
+            fleet.app.clone()
+        } else {
+            fleet.units.get(owner).cloned().unwrap_or_default()
+        })
+    }
+    fn is_leader(&mut self) -> Result<bool, ToolError> {
+        self.call("is-leader")?;
+        Ok(self.leader)
+    }
+    fn app_status_set(&mut self, status: &Status) -> Result<(), ToolError> {
+        self.call("status-set")?;
+        if !self.leader {
+            return Err(ToolError {
+                tool: "status-set".into(),
+                detail: "ERROR setting application status: this unit is not the leader".into(),
+            });
+        }
+        self.app_statuses.push(status.clone());
         Ok(())
     }
 }
@@ -296,7 +386,7 @@ impl Machine for FakeHost {
         self.commands.push(command.args().join(" "));
         self.clock += Duration::from_millis(500);
         match command {
-            SnapCommand::Install(channel) => {
+            SnapCommand::Install(channel, _) => {
                 if self.snap.is_some() {
                     return Ok(()); // already installed: exit 0, nothing changes
                 }
@@ -320,7 +410,7 @@ impl Machine for FakeHost {
                 }
                 self.start_service();
             }
-            SnapCommand::Refresh(channel) => {
+            SnapCommand::Refresh(channel, _) => {
                 let Some(snap) = &self.snap else {
                     return Err(SnapCliError::Failed {
                         code: Some(1),
@@ -367,6 +457,12 @@ impl Machine for FakeHost {
             SnapCommand::Start | SnapCommand::Restart => self.start_service(),
         }
         Ok(())
+    }
+    fn create_cohort(&mut self) -> Result<String, SnapCliError> {
+        self.commands.push("create-cohort microsample".into());
+        self.store_fault("create-cohort")?;
+        self.cohorts += 1;
+        Ok(format!("MSBcohort{}", self.cohorts))
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         let held = self.port_holder.filter(|(p, _)| *p == port.get());

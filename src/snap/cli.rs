@@ -33,10 +33,10 @@ const EXIT_USAGE: i32 = 64;
 /// What the charm asks of `snap`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SnapCommand {
-    /// `snap install microsample --channel=<full channel>`.
-    Install(Channel),
-    /// `snap refresh microsample --channel=<full channel>`.
-    Refresh(Channel),
+    /// `snap install microsample --channel=<full channel> [--cohort=<key>]`.
+    Install(Channel, Option<String>),
+    /// `snap refresh microsample --channel=<full channel> [--cohort=<key>]`.
+    Refresh(Channel, Option<String>),
     /// `snap remove microsample`.
     Remove,
     /// `snap set microsample port=<port>`.
@@ -51,8 +51,8 @@ impl SnapCommand {
     /// The verb, as `snap` spells it.
     pub(crate) fn verb(&self) -> &'static str {
         match self {
-            SnapCommand::Install(_) => "install",
-            SnapCommand::Refresh(_) => "refresh",
+            SnapCommand::Install(..) => "install",
+            SnapCommand::Refresh(..) => "refresh",
             SnapCommand::Remove => "remove",
             SnapCommand::SetPort(_) => "set",
             SnapCommand::Start => "start",
@@ -66,11 +66,15 @@ impl SnapCommand {
     pub(crate) fn args(&self) -> Vec<String> {
         let verb = self.verb().to_string();
         match self {
-            SnapCommand::Install(channel) | SnapCommand::Refresh(channel) => vec![
-                verb,
-                SNAP_NAME.into(),
-                format!("--channel={}", channel.full()),
-            ],
+            SnapCommand::Install(channel, cohort) | SnapCommand::Refresh(channel, cohort) => {
+                let mut args = vec![
+                    verb,
+                    SNAP_NAME.into(),
+                    format!("--channel={}", channel.full()),
+                ];
+                args.extend(cohort.iter().map(|key| format!("--cohort={key}")));
+                args
+            }
             SnapCommand::SetPort(port) => vec![verb, SNAP_NAME.into(), format!("port={port}")],
             SnapCommand::Start => vec![verb, "--enable".into(), SNAP_NAME.into()],
             SnapCommand::Remove | SnapCommand::Restart => vec![verb, SNAP_NAME.into()],
@@ -176,6 +180,14 @@ pub(crate) fn classify(code: Option<i32>, stderr: &str) -> SnapCliError {
     }
 }
 
+/// The key in `snap create-cohort`'s YAML (`cohorts:` / `<snap>:` / `cohort-key: <key>`).
+fn cohort_key(yaml: &str) -> Option<String> {
+    yaml.lines()
+        .filter_map(|l| l.trim().strip_prefix("cohort-key:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+        .find(|key| !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 /// The `snap` command on `PATH`.
 pub(crate) struct SnapCli {
     timeout: Duration,
@@ -197,6 +209,31 @@ impl Default for SnapCli {
 }
 
 impl SnapCli {
+    /// `snap create-cohort microsample`: a cohort key that makes every machine using it
+    /// see the same revision of each channel (docs/snapd.md#cohorts).
+    pub(crate) fn create_cohort(&self) -> Result<String, SnapCliError> {
+        let command = ["create-cohort", SNAP_NAME];
+        let done = process::run(
+            Command::new("snap").args(command),
+            None,
+            Deadline::after(self.timeout),
+        )
+        .map_err(|e| SnapCliError::NotRun(format!("`snap create-cohort {SNAP_NAME}` {e}")))?;
+        if !done.status.success() {
+            return Err(classify(
+                done.status.code(),
+                &String::from_utf8_lossy(&done.stderr),
+            ));
+        }
+        cohort_key(&String::from_utf8_lossy(&done.stdout)).ok_or_else(|| SnapCliError::Failed {
+            code: done.status.code(),
+            detail: format!(
+                "snap create-cohort printed no cohort key: {}",
+                crate::text::bounded(&String::from_utf8_lossy(&done.stdout), 100)
+            ),
+        })
+    }
+
     /// Runs `command`; exit 10 is retried after each of the retry delays. The whole run,
     /// retries included, ends by one deadline.
     pub(crate) fn run(&self, command: &SnapCommand) -> Result<(), SnapCliError> {
@@ -236,12 +273,21 @@ mod tests {
     fn argument_vectors_carry_fully_qualified_channels() {
         let edge = Channel::parse("edge").unwrap();
         assert_eq!(
-            SnapCommand::Install(edge.clone()).args(),
+            SnapCommand::Install(edge.clone(), None).args(),
             ["install", "microsample", "--channel=latest/edge"]
         );
         assert_eq!(
-            SnapCommand::Refresh(Channel::parse("1.0/beta/hotfix").unwrap()).args(),
+            SnapCommand::Refresh(Channel::parse("1.0/beta/hotfix").unwrap(), None).args(),
             ["refresh", "microsample", "--channel=1.0/beta/hotfix"]
+        );
+        assert_eq!(
+            SnapCommand::Refresh(edge, Some("MSBxyz".into())).args(),
+            [
+                "refresh",
+                "microsample",
+                "--channel=latest/edge",
+                "--cohort=MSBxyz"
+            ]
         );
         assert_eq!(
             SnapCommand::SetPort(Port::new(8081).unwrap()).args(),
@@ -276,6 +322,14 @@ mod tests {
             );
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn reads_the_cohort_key() {
+        let yaml = "cohorts:\n  microsample:\n    cohort-key: MSBzn2Dxyz.Abc\n";
+        assert_eq!(cohort_key(yaml).as_deref(), Some("MSBzn2Dxyz.Abc"));
+        assert_eq!(cohort_key("cohorts:\n"), None);
+        assert_eq!(cohort_key("cohort-key: \"\"\n"), None);
     }
 
     #[test]
