@@ -16,6 +16,7 @@
 //! - [`metadata`]: names and defaults generated from `charmcraft.yaml` at build time.
 
 pub mod charm;
+mod claim;
 pub mod cos;
 pub mod juju;
 pub mod process;
