@@ -906,6 +906,34 @@ mod tests {
     }
 
     #[test]
+    fn permission_errors_are_errors() {
+        use std::os::unix::fs::MetadataExt;
+        // /proc/self belongs to this process's user: root reads and writes anything.
+        if fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            eprintln!("NOTE: running as root, permissions cannot fail; see the test above");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let claims = claim_dir(root.path());
+        claims.take(&unit("one/0"), true).unwrap();
+        fs::remove_file(claims.dir().join(LOCK_FILE)).unwrap();
+        fs::set_permissions(claims.dir(), fs::Permissions::from_mode(0o555)).unwrap();
+        let error = claims.take(&unit("two/0"), true).unwrap_err();
+        assert!(
+            matches!(error, ClaimError::Io { op: "open", .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("claim.lock: Permission denied"),
+            "{error}"
+        );
+        fs::set_permissions(claims.dir(), fs::Permissions::from_mode(0o000)).unwrap();
+        let error = claims.observe(&unit("two/0")).unwrap_err();
+        assert!(error.to_string().contains("Permission denied"), "{error}");
+        fs::set_permissions(claims.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
     fn waiting_for_the_lock_has_a_deadline() {
         let root = tempfile::tempdir().unwrap();
         let claims = ClaimDir::new(root.path(), Duration::from_millis(100));
