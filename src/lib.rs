@@ -21,6 +21,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod charm;
+mod claim;
 mod cos;
 mod deadline;
 mod http;
