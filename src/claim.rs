@@ -63,11 +63,6 @@
 //! [`ClaimDir::release`]: released first, another unit could take the claim and adopt the
 //! snap that is about to disappear.
 
-#![allow(
-    dead_code,
-    reason = "used by the charm once the reconcile wires it in; remove this then"
-)]
-
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -126,6 +121,7 @@ impl UnitName {
         UnitName::parse(&std::env::var("JUJU_UNIT_NAME").unwrap_or_default())
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn application(&self) -> &str {
         &self.application
     }

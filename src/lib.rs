@@ -79,6 +79,7 @@ pub fn run(dispatch_path: Option<OsString>) -> u8 {
     let env = charm::Env {
         topology: cos::Topology::from_env(),
         unit: std::env::var("JUJU_UNIT_NAME").unwrap_or_default(),
+        upgrading: dispatch == juju::Dispatch::Hook(juju::Hook::UpgradeCharm),
     };
     match charm::handle(&mut charm::Real::default(), &env, &dispatch) {
         charm::Exit::Done => 0,

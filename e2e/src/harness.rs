@@ -423,6 +423,10 @@ impl Unit {
         for d in [&tools_dir, &charm_dir, &state_dir] {
             fs::create_dir_all(d).expect("cannot create unit dirs");
         }
+        {
+            juju_unit::make_agent_dir(&juju_unit::state_root(&root), UNIT_NAME)
+                .expect("cannot create the unit's agent dir");
+        }
         let bin = fake_juju_bin();
         juju_unit::link_tools(&bin, &tools_dir, !real_snapd).unwrap_or_else(|e| panic!("{e}"));
         symlink(dispatch_bin(), charm_dir.join("dispatch")).expect("cannot link dispatch");

@@ -109,6 +109,18 @@ pub struct DispatchEnv<'a> {
     pub dispatch_path: &'a str,
 }
 
+/// The machine's `/var/lib` for a unit rooted at `root` (the charm's claim lives under it,
+/// and Juju keeps the unit's agent directory there while the unit exists).
+pub fn state_root(root: &Path) -> std::path::PathBuf {
+    root.join("var-lib")
+}
+
+/// Lays out what Juju keeps for `unit` on its machine: `<state root>/juju/agents/unit-<app>-<n>`.
+pub fn make_agent_dir(state_root: &Path, unit: &str) -> std::io::Result<()> {
+    let dir = format!("unit-{}", unit.replace('/', "-"));
+    std::fs::create_dir_all(state_root.join("juju/agents").join(dir))
+}
+
 impl DispatchEnv<'_> {
     /// The environment Juju gives `dispatch` (juju-contract.md §1.3), plus the test seams
     /// `SNAPD_SOCKET` and `FAKE_JUJU_DIR`.
@@ -118,6 +130,7 @@ impl DispatchEnv<'_> {
         let agent_socket = self.root.join("agent.socket").display().to_string();
         let snapd_socket = self.snapd_socket.display().to_string();
         let state_dir = self.state_dir.display().to_string();
+        let state_root = state_root(self.root).display().to_string();
         [
             ("CHARM_DIR", charm.as_str()),
             ("JUJU_CHARM_DIR", charm.as_str()),
@@ -146,6 +159,7 @@ impl DispatchEnv<'_> {
             ("TERM", "tmux-256color"),
             ("SNAPD_SOCKET", snapd_socket.as_str()),
             ("FAKE_JUJU_DIR", state_dir.as_str()),
+            ("MICROSAMPLE_STATE_ROOT", state_root.as_str()),
             ("JUJU_DISPATCH_PATH", self.dispatch_path),
         ]
         .iter()

@@ -326,6 +326,7 @@ fn steady_state_update_status_only_reads_and_reports() {
             "config-get --format=json".to_string(),
             "opened-ports --format=json".to_string(),
             "relation-ids --format=json -- cos-agent".to_string(),
+            "relation-ids --format=json -- fleet".to_string(),
             "application-version-set -- 0+git.57e56f2".to_string(),
             "status-set active -- Ready at 'edge'".to_string(),
         ],

@@ -71,9 +71,19 @@ fn joined_and_changed_publish_all_five_fields() {
         assert_eq!(config["log_alert_rules"], json!({}));
         assert_eq!(config["log_slots"], json!([]));
         assert!(config["tracing_protocols"].is_null());
+        let jobs = config["metrics_scrape_jobs"].as_array().expect("jobs");
+        assert_eq!(jobs.len(), 1);
+        // cos_agent's naming: <app>_<job>_<8 hex of the job's hash> (README, COS).
+        let name = jobs[0]["job_name"].as_str().unwrap();
+        let hash = name.strip_prefix("microsample_default_").expect(name);
+        assert!(
+            hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(jobs[0]["metrics_path"], "/metrics");
         assert_eq!(
-            config["metrics_scrape_jobs"],
-            json!([{"job_name": "microsample_0_default", "metrics_path": "/metrics", "static_configs": [{"targets": [format!("localhost:{port}")]}]}])
+            jobs[0]["static_configs"],
+            json!([{"targets": [format!("localhost:{port}")]}])
         );
     }
     // The scrape target really serves Prometheus metrics.
@@ -131,7 +141,7 @@ fn the_alert_rules_are_prometheus_rule_groups_with_this_units_topology() {
         assert!(group["name"]
             .as_str()
             .unwrap()
-            .starts_with("test_9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21_microsample_"));
+            .starts_with("test_9d6a1f47_microsample_"));
         for rule in group["rules"].as_array().unwrap() {
             let expr = rule["expr"].as_str().unwrap();
             assert!(expr.contains("juju_application=\"microsample\""), "{expr}");
@@ -144,13 +154,13 @@ fn the_alert_rules_are_prometheus_rule_groups_with_this_units_topology() {
             alerts.push(rule["alert"].as_str().unwrap().to_string());
         }
     }
-    assert!(alerts.contains(&"MicrosampleDown".to_string()));
+    assert!(alerts.contains(&"HostDown".to_string()));
     assert!(alerts.contains(&"MicrosampleHighCallRate".to_string()));
     promtool_checks(&rules);
 }
 
 /// Prometheus' own checker and rule unit tester on the published rules: they parse, and
-/// MicrosampleDown fires after 5 minutes of `up == 0` for this application only.
+/// cos_agent's generic HostDown fires after 5 minutes of `up < 1` for this application only.
 fn promtool_checks(rules: &Value) {
     if Command::new("promtool").arg("--version").output().is_err() {
         assert!(
@@ -176,8 +186,8 @@ fn promtool_checks(rules: &Value) {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let labels = r#"juju_model="test",juju_model_uuid="9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21",juju_application="microsample",juju_unit="microsample/0""#;
-    let other = r#"juju_model="test",juju_model_uuid="9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21",juju_application="other",juju_unit="other/0""#;
+    let labels = r#"juju_model="test",juju_model_uuid="9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21",juju_application="microsample",juju_unit="microsample/0",instance="localhost:8080""#;
+    let other = r#"juju_model="test",juju_model_uuid="9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21",juju_application="other",juju_unit="other/0",instance="localhost:8080""#;
     let test = json!({
         "rule_files": ["rules.json"],
         "evaluation_interval": "1m",
@@ -188,10 +198,11 @@ fn promtool_checks(rules: &Value) {
                 {"series": format!("up{{{other}}}"), "values": "0x10"},
             ],
             "alert_rule_test": [
-                {"eval_time": "3m", "alertname": "MicrosampleDown", "exp_alerts": []},
-                {"eval_time": "6m", "alertname": "MicrosampleDown", "exp_alerts": [{
+                {"eval_time": "3m", "alertname": "HostDown", "exp_alerts": []},
+                {"eval_time": "6m", "alertname": "HostDown", "exp_alerts": [{
                     "exp_labels": {
                         "severity": "critical",
+                        "instance": "localhost:8080",
                         "juju_model": "test",
                         "juju_model_uuid": "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21",
                         "juju_application": "microsample",
@@ -199,8 +210,8 @@ fn promtool_checks(rules: &Value) {
                         "juju_unit": "microsample/0",
                     },
                     "exp_annotations": {
-                        "summary": "microsample unit microsample/0 is down",
-                        "description": "Prometheus has not been able to scrape microsample's /metrics on microsample/0 for 5 minutes: the service is stopped or not answering.\n",
+                        "summary": "Host 'localhost:8080' is down.",
+                        "description": "Juju application 'microsample' in model 'test' is down. Prometheus has been unable to scrape it during at least the past five minutes.",
                     },
                 }]},
             ],
@@ -229,12 +240,13 @@ fn nothing_is_published_without_a_relation() {
     for hook in ["config-changed", "upgrade-charm"] {
         let run = unit.run_hook(hook);
         ok(&run);
-        assert_eq!(run.calls_to("relation-ids").len(), 1);
+        // One look per endpoint: cos-agent and fleet.
+        assert_eq!(run.calls_to("relation-ids").len(), 2);
         assert!(run.calls_to("relation-set").is_empty(), "{hook}");
     }
     // update-status looks too: a revision change can add or remove /metrics.
     let run = unit.run_hook("update-status");
-    assert_eq!(run.calls_to("relation-ids").len(), 1);
+    assert_eq!(run.calls_to("relation-ids").len(), 2);
     assert!(run.calls_to("relation-set").is_empty());
 }
 

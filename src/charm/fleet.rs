@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::juju::Status;
 use crate::snap::Channel;
-use crate::text::{bounded, quoted};
+use crate::text::bounded;
 
 /// The key both databags keep their JSON under.
 pub(crate) const KEY: &str = "microsample";
@@ -56,6 +56,11 @@ pub(crate) struct Move {
     pub(crate) turn: Option<String>,
     /// Where and why the move stopped.
     pub(crate) halt: Option<Halt>,
+    /// Units done, and all units, when the leader last looked (for the units' statuses).
+    #[serde(default)]
+    pub(crate) done: u64,
+    #[serde(default)]
+    pub(crate) units: u64,
 }
 
 /// A halted move.
@@ -177,6 +182,8 @@ pub(crate) fn coordinate(
             cohort: new_cohort.map(str::to_string),
             turn: None,
             halt: None,
+            done: 0,
+            units: 0,
         },
     };
     let mut states: BTreeMap<String, Read<UnitState>> = fleet.peers.clone();
@@ -221,6 +228,7 @@ pub(crate) fn coordinate(
     let units = order(states.keys().cloned(), &fleet.me);
     let total = units.len();
     let finished = units.iter().filter(|u| is_done(u)).count();
+    (mv.done, mv.units) = (finished as u64, total as u64);
     if mv.halt.is_none() && mv.turn.is_none() {
         // Units whose data cannot be read get no turn: nothing is known of them.
         mv.turn = units
@@ -261,36 +269,37 @@ pub(crate) fn coordinate(
 }
 
 /// Whether this unit may refresh to `target` now, given the move it read.
-pub(crate) fn gate(fleet: Option<&Fleet>, target: &Channel, tracking: Option<&str>) -> Gate {
+pub(crate) fn gate(fleet: Option<&Fleet>, target: &Channel) -> Gate {
     let Some(fleet) = fleet.filter(|f| f.peer_count > 0) else {
         return Gate::Open { cohort: None };
     };
-    let here = tracking.map_or("nothing".into(), |t| quoted(t, 64));
     let mv = match &fleet.app {
         Read::Valid(mv) if Channel::parse(&mv.target).is_ok_and(|c| c.full() == target.full()) => {
             mv
         }
         Read::Valid(_) | Read::Missing => {
             return Gate::Wait(format!(
-                "on {here}, waiting for the leader to start the move to '{target}'"
+                "waiting for the leader to start the move to '{target}'"
             ))
         }
         Read::Unreadable(seen) => {
-            return Gate::Wait(format!("on {here}, cannot read the leader's move ({seen})"))
+            return Gate::Wait(format!("cannot read the leader's move ({seen})"))
         }
     };
     match (&mv.halt, &mv.turn) {
-        (Some(halt), _) if halt.unit != fleet.me => Gate::Wait(format!(
-            "on {here}, move to '{target}' halted on {}",
-            halt.unit
+        (Some(halt), _) if halt.unit != fleet.me => {
+            Gate::Wait(format!("move to '{target}' halted on {}", halt.unit))
+        }
+        (Some(_), _) => Gate::Wait(format!(
+            "move to '{target}' halted here; fix the cause, then run resume-move on the leader"
         )),
-        (_, Some(turn)) if *turn == fleet.me => Gate::Open {
+        (None, Some(turn)) if *turn == fleet.me => Gate::Open {
             cohort: mv.cohort.clone(),
         },
-        (Some(_), _) => Gate::Wait(format!(
-            "on {here}, move to '{target}' halted here; fix the cause, then run the resume-move action"
+        _ => Gate::Wait(format!(
+            "moving to '{target}': {} of {} done",
+            mv.done, mv.units
         )),
-        _ => Gate::Wait(format!("on {here}, waiting for its turn to move to '{target}'")),
     }
 }
 
@@ -370,6 +379,8 @@ mod tests {
             cohort: Some("KEY".into()),
             turn: Some("microsample/1".into()),
             halt: None,
+            done: 0,
+            units: 3,
         };
         // Refreshed but not answering yet: still its turn.
         let starting = unit("latest/beta", "27", false);
@@ -432,6 +443,8 @@ mod tests {
             cohort: None,
             turn: Some("microsample/1".into()),
             halt: None,
+            done: 0,
+            units: 3,
         };
         let failed = UnitState {
             failed: Some("microsample not responding on port 8080".into()),
@@ -457,7 +470,7 @@ mod tests {
         other.me = "microsample/2".into();
         other.app = Read::Valid(halted.clone());
         assert!(matches!(
-            gate(Some(&other), &beta(), Some("latest/edge")),
+            gate(Some(&other), &beta()),
             Gate::Wait(why) if why.contains("halted on microsample/1")
         ));
         // The halted unit answers again: the move goes on by itself.
@@ -491,6 +504,8 @@ mod tests {
             cohort: None,
             turn: Some("microsample/1".into()),
             halt: None,
+            done: 0,
+            units: 3,
         };
         let f = fleet(
             Read::Valid(mv),
@@ -534,14 +549,8 @@ mod tests {
 
     #[test]
     fn a_single_unit_moves_at_once() {
-        assert_eq!(
-            gate(None, &beta(), Some("latest/edge")),
-            Gate::Open { cohort: None }
-        );
+        assert_eq!(gate(None, &beta()), Gate::Open { cohort: None });
         let alone = fleet(Read::Missing, &[]);
-        assert_eq!(
-            gate(Some(&alone), &beta(), Some("latest/edge")),
-            Gate::Open { cohort: None }
-        );
+        assert_eq!(gate(Some(&alone), &beta()), Gate::Open { cohort: None });
     }
 }

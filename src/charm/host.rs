@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::claim::{ClaimDir, ClaimError, ClaimState, Taken, UnitName};
 use crate::deadline::Deadline;
 use crate::juju::{HookTools, PortRange, ProcessTools, Status, ToolError};
 use crate::metadata::Endpoint;
@@ -22,6 +23,14 @@ pub(crate) trait Machine {
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError>;
     /// `snap create-cohort microsample`: a new cohort key.
     fn create_cohort(&mut self) -> Result<String, SnapCliError>;
+    /// Who manages microsample on this machine, from this unit's point of view.
+    fn claim(&mut self) -> Result<ClaimState, ClaimError>;
+    /// Takes the machine-wide claim if it is free or stale.
+    fn take_claim(&mut self, installed_by_charm: bool) -> Result<Taken, ClaimError>;
+    /// Records that the charm (re)installed the snap under this unit's claim.
+    fn mark_installed_by_charm(&mut self) -> Result<(), ClaimError>;
+    /// Gives this unit's claim up.
+    fn release_claim(&mut self) -> Result<(), ClaimError>;
     /// Asks microsample itself whether it is up, waiting at most `timeout`.
     fn probe(&mut self, port: Port, timeout: Duration) -> Health;
     /// Whether microsample serves Prometheus text on `/metrics`, waiting at most `timeout`.
@@ -41,6 +50,8 @@ impl<T: HookTools + Machine> Host for T {}
 pub(crate) struct System {
     snapd: SnapdClient,
     cli: SnapCli,
+    claims: ClaimDir,
+    me: Result<UnitName, String>,
 }
 
 impl Default for System {
@@ -48,7 +59,17 @@ impl Default for System {
         System {
             snapd: SnapdClient::from_env(),
             cli: SnapCli::default(),
+            claims: ClaimDir::from_env(ClaimDir::DEFAULT_LOCK_WAIT),
+            me: UnitName::from_env().map_err(|e| e.to_string()),
         }
+    }
+}
+
+impl System {
+    fn me(&self) -> Result<&UnitName, ClaimError> {
+        self.me.as_ref().map_err(|_| ClaimError::InvalidUnit {
+            name: std::env::var("JUJU_UNIT_NAME").unwrap_or_default(),
+        })
     }
 }
 
@@ -64,6 +85,18 @@ impl Machine for System {
     }
     fn create_cohort(&mut self) -> Result<String, SnapCliError> {
         self.cli.create_cohort()
+    }
+    fn claim(&mut self) -> Result<ClaimState, ClaimError> {
+        self.claims.observe(self.me()?)
+    }
+    fn take_claim(&mut self, installed_by_charm: bool) -> Result<Taken, ClaimError> {
+        self.claims.take(self.me()?, installed_by_charm)
+    }
+    fn mark_installed_by_charm(&mut self) -> Result<(), ClaimError> {
+        self.claims.mark_installed_by_charm(self.me()?).map(drop)
+    }
+    fn release_claim(&mut self) -> Result<(), ClaimError> {
+        self.claims.release(self.me()?).map(drop)
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         workload::probe(port, Deadline::after(timeout))
@@ -159,6 +192,18 @@ impl Machine for Real {
     }
     fn create_cohort(&mut self) -> Result<String, SnapCliError> {
         self.machine.create_cohort()
+    }
+    fn claim(&mut self) -> Result<ClaimState, ClaimError> {
+        self.machine.claim()
+    }
+    fn take_claim(&mut self, installed_by_charm: bool) -> Result<Taken, ClaimError> {
+        self.machine.take_claim(installed_by_charm)
+    }
+    fn mark_installed_by_charm(&mut self) -> Result<(), ClaimError> {
+        self.machine.mark_installed_by_charm()
+    }
+    fn release_claim(&mut self) -> Result<(), ClaimError> {
+        self.machine.release_claim()
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         self.machine.probe(port, timeout)

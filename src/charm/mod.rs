@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 pub use config::{Config, ConfigError};
 pub(crate) use host::Real;
 
+use crate::claim::{Claim, ClaimError, ClaimState, Taken};
 use crate::cos::{self, Topology};
 use crate::juju::tools::StatusKind;
 use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError};
@@ -63,6 +64,22 @@ impl From<ToolError> for Stop {
         Stop::Fault {
             status: Status::waiting(format!("Juju hook tool failed, will retry: {e}")),
             cause: e.to_string(),
+        }
+    }
+}
+
+impl From<ClaimError> for Stop {
+    fn from(e: ClaimError) -> Stop {
+        match e {
+            // Someone must look at the file: retrying cannot help.
+            ClaimError::Corrupt { .. } | ClaimError::InvalidUnit { .. } => {
+                log::error!("{e}");
+                Stop::Blocked(Status::blocked(e.to_string()))
+            }
+            _ => Stop::Fault {
+                status: Status::waiting(format!("machine claim unavailable, will retry: {e}")),
+                cause: format!("cannot use the machine-wide claim on {SNAP_NAME}: {e}"),
+            },
         }
     }
 }
@@ -125,6 +142,8 @@ pub(crate) struct Env {
     pub(crate) topology: Topology,
     /// `JUJU_UNIT_NAME`.
     pub(crate) unit: String,
+    /// This hook is `upgrade-charm`.
+    pub(crate) upgrading: bool,
 }
 
 /// What a hook or action ends with, reported in one place.
@@ -222,12 +241,41 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
             return Outcome::stopped(Stop::Blocked(Status::blocked(e.to_string())), version);
         }
     };
+    // Another unit on this machine manages microsample: change nothing at all.
+    let claimed = match host.claim() {
+        Ok(ClaimState::Held { by }) => return held_by(&by),
+        Ok(state) => state,
+        Err(e) => return Outcome::stopped(e.into(), None),
+    };
     let mut budget = HealthBudget::default();
     let looked = look(host, env, &config, &mut budget);
     let (mut seen, mut fleet) = match looked {
         Ok(looked) => looked,
         Err(stop) => return Outcome::stopped(stop, None),
     };
+    // A snap that is there already was installed by someone else, unless this charm's
+    // earlier revision (which had no claims) did: then `upgrade-charm` takes it as its own.
+    let installed = seen.machine.snap.is_some();
+    let upgraded_from_claimless = env.upgrading && claimed == ClaimState::Free;
+    match host.take_claim(!installed || upgraded_from_claimless) {
+        Ok(Taken::Held { by }) => return held_by(&by),
+        Ok(Taken::TookOver { from, .. }) => {
+            log::warn!(
+                "took over the claim on {SNAP_NAME} from {from}, which is gone from this machine"
+            );
+        }
+        Ok(Taken::Took(claim)) if !claim.installed_by_charm => {
+            log::info!("adopted the {SNAP_NAME} snap already on this machine: it will never be removed by the charm");
+        }
+        // An adopted snap that is gone: what the charm installs now is its own.
+        Ok(Taken::AlreadyMine(claim)) if !claim.installed_by_charm && !installed => {
+            if let Err(e) = host.mark_installed_by_charm() {
+                return Outcome::stopped(e.into(), None);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => return Outcome::stopped(e.into(), version(&seen)),
+    }
     let course = match steer(host, &config, &seen, fleet.as_mut()) {
         Ok(course) => course,
         Err(stop) => return Outcome::stopped(stop, version(&seen)),
@@ -237,6 +285,13 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
         Err(fault) => return Outcome::stopped(fault, version(&seen)),
     };
     finish(status, &config, &seen, env, fleet.as_ref(), &course)
+}
+
+/// Another unit manages microsample here: say so, change nothing.
+fn held_by(owner: &Claim) -> Outcome {
+    let status = Status::blocked(format!("{SNAP_NAME} is managed by {owner} on this machine"));
+    log::warn!("{}: this unit leaves it alone", status.message);
+    Outcome::stopped(Stop::Blocked(status), None)
 }
 
 /// The first snapshot: Juju's view, the fleet's, the machine's.
@@ -282,12 +337,7 @@ fn steer(
         let (mv, _) = fleet::coordinate(fleet, &config.channel, &mine, cohort.as_deref());
         fleet.app = fleet::Read::Valid(mv);
     }
-    let tracking = seen
-        .machine
-        .snap
-        .as_ref()
-        .and_then(|s| s.tracking_channel.as_deref());
-    let gate = fleet::gate(Some(fleet), &config.channel, tracking);
+    let gate = fleet::gate(Some(fleet), &config.channel);
     let (install, cohort) = match &fleet.app {
         // A unit added while the move is halted joins the fleet where it serves.
         fleet::Read::Valid(mv) => {
@@ -429,33 +479,54 @@ fn finish(
     }
 }
 
-/// `remove`: takes the snap away (the agent reports the unit's end itself).
+/// `remove`: takes the snap away if this unit's claim says the charm installed it, then
+/// gives the claim up (the agent reports the unit's end itself).
 fn remove(host: &mut impl Host) -> Outcome {
-    let removed = Status::maintenance(format!("{SNAP_NAME} snap removed"));
+    let removed = |message: String| Outcome {
+        status: Some(Status::maintenance(message)),
+        ..Outcome::default()
+    };
+    let claim = match host.claim() {
+        Ok(ClaimState::Mine(claim)) => claim,
+        Ok(ClaimState::Held { by } | ClaimState::Stale { by }) => {
+            log::info!("{SNAP_NAME} is managed by {by} on this machine: left as is");
+            return removed(format!("{SNAP_NAME} left to {by}"));
+        }
+        Ok(ClaimState::Free) => {
+            log::info!("this unit holds no claim on {SNAP_NAME}: left as is");
+            return removed(format!("{SNAP_NAME} left as is"));
+        }
+        Err(e) => return Outcome::stopped(e.into(), None),
+    };
+    let result = if claim.installed_by_charm {
+        remove_snap(host)
+    } else {
+        log::info!("{SNAP_NAME} was on this machine before the charm: left installed");
+        Ok(format!("{SNAP_NAME} left installed"))
+    };
+    match result.and_then(|message| {
+        host.release_claim()?;
+        Ok(message)
+    }) {
+        Ok(message) => removed(message),
+        Err(stop) => Outcome::stopped(stop, None),
+    }
+}
+
+fn remove_snap(host: &mut impl Host) -> Result<String, Stop> {
     // If snapd cannot say, `snap remove` will tell.
     if let Ok(None) = host.snap() {
         log::info!("the {SNAP_NAME} snap is not installed: nothing to remove");
-        return Outcome {
-            status: Some(removed),
-            ..Outcome::default()
-        };
+        return Ok(format!("{SNAP_NAME} snap removed"));
     }
-    let mut done = Done::default();
     let steps = [plan::Step::Snap(SnapCommand::Remove)];
     let mut juju = observe::JujuView {
         opened: Vec::new(),
         cos_relations: Vec::new(),
     };
-    match act::steps(host, &steps, &mut done, &mut juju) {
-        Ok(()) => {
-            log::info!("removed the {SNAP_NAME} snap");
-            Outcome {
-                status: Some(removed),
-                ..Outcome::default()
-            }
-        }
-        Err(stop) => Outcome::stopped(stop, None),
-    }
+    act::steps(host, &steps, &mut Done::default(), &mut juju)?;
+    log::info!("removed the {SNAP_NAME} snap");
+    Ok(format!("{SNAP_NAME} snap removed"))
 }
 
 /// Reports an outcome through the hook tools: the version, the relation data, one status

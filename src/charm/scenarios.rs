@@ -3,15 +3,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::testing::{FakeHost, PortHolder, Service};
+use super::testing::{self, FakeHost, PortHolder, Service};
 use super::*;
 use crate::juju::tools::StatusKind;
 use crate::metadata::Action;
 use crate::snap::PortSetting;
-
-fn env() -> Env {
-    env_of("microsample/0")
-}
 
 fn env_of(unit: &str) -> Env {
     Env {
@@ -21,18 +17,23 @@ fn env_of(unit: &str) -> Env {
             application: "microsample".into(),
         },
         unit: unit.into(),
+        upgrading: false,
     }
 }
 
 fn hook(host: &mut FakeHost, name: &str) -> Exit {
     host.calls.clear();
     let dispatch = Dispatch::parse(Some(std::ffi::OsStr::new(&format!("hooks/{name}")))).unwrap();
-    handle(host, &env(), &dispatch)
+    let env = Env {
+        upgrading: name == "upgrade-charm",
+        ..env_of(&host.me.clone())
+    };
+    handle(host, &env, &dispatch)
 }
 
 fn action(host: &mut FakeHost, action: Action) -> Exit {
     host.in_action = true;
-    handle(host, &env(), &Dispatch::Action(action))
+    handle(host, &env_of(&host.me.clone()), &Dispatch::Action(action))
 }
 
 fn status(host: &FakeHost) -> (StatusKind, &str) {
@@ -528,4 +529,169 @@ fn a_failing_relation_set_fails_the_hook() {
     host.cos_relations.insert("cos-agent:3".into(), Map::new());
     host.broken_tool = Some("relation-set");
     assert_eq!(hook(&mut host, "config-changed"), Exit::Failed);
+}
+
+#[test]
+fn a_second_unit_on_the_machine_changes_nothing_and_names_the_owner() {
+    let mut host = FakeHost::deployed("edge");
+    host.claim = Some(("other-app/3".into(), true));
+    host.alive.insert("other-app/3".into());
+    host.set("channel", json!("beta"));
+    host.set("port", json!(9000));
+    let opened = host.opened.clone();
+    for name in ["install", "config-changed", "update-status"] {
+        assert_eq!(hook(&mut host, name), Exit::Done);
+        assert!(host.commands.is_empty(), "{name}: {:?}", host.commands);
+        assert_eq!(
+            status(&host),
+            (
+                StatusKind::Blocked,
+                "microsample is managed by other-app/3 on this machine"
+            )
+        );
+        assert_eq!(host.opened, opened, "{name}: ports untouched");
+    }
+    assert_eq!(hook(&mut host, "remove"), Exit::Done);
+    assert!(host.snap.is_some(), "never removed under another unit");
+}
+
+#[test]
+fn a_stale_claim_is_taken_over() {
+    let mut host = FakeHost::deployed("edge");
+    host.claim = Some(("microsample/7".into(), true));
+    assert_eq!(hook(&mut host, "update-status"), Exit::Done);
+    assert_eq!(host.claim, Some(("microsample/0".into(), true)));
+    assert_eq!(status(&host), (StatusKind::Active, "Ready at 'edge'"));
+}
+
+#[test]
+fn an_upgrade_from_a_claimless_revision_claims_the_snap_it_installed() {
+    let mut host = FakeHost::deployed("edge");
+    host.claim = None;
+    assert_eq!(hook(&mut host, "upgrade-charm"), Exit::Done);
+    assert_eq!(host.claim, Some(("microsample/0".into(), true)));
+    assert_eq!(hook(&mut host, "remove"), Exit::Done);
+    assert!(host.snap.is_none());
+    assert_eq!(host.claim, None);
+}
+
+#[test]
+fn a_hand_installed_snap_is_adopted_and_never_removed() {
+    let mut host = FakeHost::deployed("edge");
+    host.claim = None;
+    assert_eq!(hook(&mut host, "install"), Exit::Done);
+    assert_eq!(host.claim, Some(("microsample/0".into(), false)));
+    assert!(host.commands.is_empty());
+    assert_eq!(hook(&mut host, "remove"), Exit::Done);
+    assert!(host.snap.is_some(), "left installed");
+    assert_eq!(host.claim, None, "released");
+    assert_eq!(host.status().message, "microsample left installed");
+}
+
+fn in_fleet(host: &mut FakeHost, peers: &[(&str, serde_json::Value)], app: Option<Value>) {
+    let bag = |v: &Value| Map::from_iter([(fleet::KEY.to_string(), Value::from(v.to_string()))]);
+    host.fleet = Some(testing::Peers {
+        id: "fleet:1".into(),
+        units: peers.iter().map(|(u, v)| (u.to_string(), bag(v))).collect(),
+        app: app.as_ref().map(bag).unwrap_or_default(),
+        mine: Map::new(),
+    });
+}
+
+fn published_move(host: &FakeHost) -> Value {
+    let bag = &host.fleet.as_ref().unwrap().app;
+    serde_json::from_str(bag[fleet::KEY].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn the_leader_starts_a_move_and_waits_for_its_own_turn() {
+    let mut host = FakeHost::deployed("edge");
+    let on_edge = json!({"v": 1, "tracking": "latest/edge", "revision": "29", "healthy": true, "failed": null});
+    in_fleet(
+        &mut host,
+        &[
+            ("microsample/1", on_edge.clone()),
+            ("microsample/2", on_edge),
+        ],
+        None,
+    );
+    host.set("channel", json!("beta"));
+    assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
+    assert_eq!(
+        host.commands,
+        ["create-cohort microsample"],
+        "no refresh: not its turn"
+    );
+    let mv = published_move(&host);
+    assert_eq!(mv["turn"], "microsample/1");
+    assert_eq!(mv["cohort"], "MSBcohort1");
+    assert_eq!(
+        host.app_statuses.last().unwrap(),
+        &Status::maintenance("Moving to 'beta': 0 of 3 done, microsample/1 next")
+    );
+    assert_eq!(
+        status(&host),
+        (
+            StatusKind::Active,
+            "Ready at 'latest/edge' (moving to 'beta': 0 of 3 done)"
+        )
+    );
+}
+
+#[test]
+fn a_unit_refreshes_in_the_cohort_on_its_turn_and_publishes_what_it_sees() {
+    let mut host = FakeHost::deployed("edge");
+    host.me = "microsample/1".into();
+    host.claim = Some(("microsample/1".into(), true));
+    host.leader = false;
+    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": "KEY",
+                    "turn": "microsample/1", "halt": null});
+    in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv.clone()));
+    host.set("channel", json!("beta"));
+    assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
+    assert_eq!(
+        host.commands,
+        ["refresh microsample --channel=latest/beta --cohort=KEY"]
+    );
+    assert_eq!(status(&host), (StatusKind::Active, "Ready at 'beta'"));
+    let mine = &host.fleet.as_ref().unwrap().mine[fleet::KEY];
+    let mine: Value = serde_json::from_str(mine.as_str().unwrap()).unwrap();
+    assert_eq!(
+        mine,
+        json!({"v": 1, "tracking": "latest/beta", "revision": "27", "healthy": true, "failed": null})
+    );
+    // Not its turn: it waits, serving.
+    let mut other = FakeHost::deployed("edge");
+    other.me = "microsample/2".into();
+    other.claim = Some(("microsample/2".into(), true));
+    other.leader = false;
+    in_fleet(&mut other, &[("microsample/0", json!({}))], Some(mv));
+    other.set("channel", json!("beta"));
+    assert_eq!(hook(&mut other, "config-changed"), Exit::Done);
+    assert!(other.commands.is_empty());
+    assert_eq!(other.status().kind, StatusKind::Active);
+}
+
+#[test]
+fn a_failed_turn_is_published_for_the_leader_to_halt_on() {
+    let mut host = FakeHost::deployed("edge");
+    host.me = "microsample/1".into();
+    host.claim = Some(("microsample/1".into(), true));
+    host.leader = false;
+    host.store.remove("latest/beta");
+    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": null,
+                    "turn": "microsample/1", "halt": null});
+    in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv));
+    host.set("channel", json!("beta"));
+    assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
+    let mine = &host.fleet.as_ref().unwrap().mine[fleet::KEY];
+    let mine: Value = serde_json::from_str(mine.as_str().unwrap()).unwrap();
+    assert_eq!(
+        mine["failed"],
+        "channel 'beta' not available for microsample"
+    );
+    assert_eq!(
+        mine["tracking"], "latest/edge",
+        "still serving the old channel"
+    );
 }

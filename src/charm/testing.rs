@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::host::Machine;
+use crate::claim::{Claim, ClaimError, ClaimState, Taken, UnitName};
 use crate::juju::{HookTools, PortRange, Status, ToolError};
 use crate::metadata::Endpoint;
 use crate::snap::snapd::App;
@@ -87,6 +88,12 @@ pub(crate) struct FakeHost {
     pub(crate) commands: Vec<String>,
     /// Cohort keys created so far.
     pub(crate) cohorts: u32,
+    /// The machine-wide claim: owner and whether the charm installed the snap.
+    pub(crate) claim: Option<(String, bool)>,
+    /// Units whose agent directory exists on this machine (this one always does).
+    pub(crate) alive: BTreeSet<String>,
+    /// This unit.
+    pub(crate) me: String,
     probes_since_start: u32,
     pub(crate) clock: Instant,
     pub(crate) started_at: Instant,
@@ -111,6 +118,9 @@ impl Default for FakeHost {
             leader: true,
             app_statuses: Vec::new(),
             cohorts: 0,
+            claim: None,
+            alive: BTreeSet::new(),
+            me: "microsample/0".into(),
             store: [
                 ("latest/edge", "29", "0+git.57e56f2"),
                 ("latest/beta", "27", "0+git.49ff7aa"),
@@ -147,6 +157,7 @@ impl FakeHost {
         .unwrap();
         host.port_setting = PortSetting::Port(8080);
         host.opened.insert("8080/tcp".into());
+        host.claim = Some((host.me.clone(), true));
         host.commands.clear();
         host
     }
@@ -455,6 +466,65 @@ impl Machine for FakeHost {
                 self.port_setting = PortSetting::Port(port.get());
             }
             SnapCommand::Start | SnapCommand::Restart => self.start_service(),
+        }
+        Ok(())
+    }
+    fn claim(&mut self) -> Result<ClaimState, ClaimError> {
+        let unit = |name: &str| UnitName::parse(name).unwrap();
+        Ok(match &self.claim {
+            None => ClaimState::Free,
+            Some((owner, by_charm)) => {
+                let claim = Claim {
+                    unit: unit(owner),
+                    installed_by_charm: *by_charm,
+                };
+                if *owner == self.me {
+                    ClaimState::Mine(claim)
+                } else if self.alive.contains(owner) {
+                    ClaimState::Held { by: claim }
+                } else {
+                    ClaimState::Stale { by: claim }
+                }
+            }
+        })
+    }
+    fn take_claim(&mut self, installed_by_charm: bool) -> Result<Taken, ClaimError> {
+        let me = self.me.clone();
+        let mine = |by_charm| Claim {
+            unit: UnitName::parse(&me).unwrap(),
+            installed_by_charm: by_charm,
+        };
+        Ok(match self.claim()? {
+            ClaimState::Mine(claim) => Taken::AlreadyMine(claim),
+            ClaimState::Held { by } => Taken::Held { by },
+            ClaimState::Free => {
+                self.claim = Some((self.me.clone(), installed_by_charm));
+                Taken::Took(mine(installed_by_charm))
+            }
+            ClaimState::Stale { by } => {
+                let by_charm = installed_by_charm || by.installed_by_charm;
+                self.claim = Some((self.me.clone(), by_charm));
+                Taken::TookOver {
+                    from: by,
+                    claim: mine(by_charm),
+                }
+            }
+        })
+    }
+    fn mark_installed_by_charm(&mut self) -> Result<(), ClaimError> {
+        if let Some((owner, by_charm)) = &mut self.claim {
+            assert_eq!(*owner, self.me, "only the owner marks its claim");
+            *by_charm = true;
+        }
+        Ok(())
+    }
+    fn release_claim(&mut self) -> Result<(), ClaimError> {
+        if self
+            .claim
+            .as_ref()
+            .is_some_and(|(owner, _)| *owner == self.me)
+        {
+            self.claim = None;
         }
         Ok(())
     }
