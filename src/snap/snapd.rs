@@ -279,7 +279,7 @@ impl SnapdClient {
 mod tests {
     use super::*;
 
-    /// The synthesized microsample object of snapd.md §2.3, with placeholder values filled.
+    /// A microsample snap object shaped like snapd's (docs/snapd.md#snap-object).
     const INSTALLED: &str = r#"{"type":"sync","status-code":200,"status":"OK","result":{"id":"abc","title":"microsample","summary":"A simple flask microservice on 0.0.0.0:8080","description":"Get service status with: curl http://hostip:8080/  (Will return \"Online\" if OK)\n","installed-size":65536,"install-date":"2024-04-11T12:15:56.850202878+00:00","name":"microsample","publisher":{"id":"pub","username":"erik78se","display-name":"Erik","validation":"unproven"},"developer":"erik78se","status":"active","type":"app","base":"core22","version":"0+git.49ff7aa","channel":"latest/edge","tracking-channel":"latest/edge","ignore-validation":false,"revision":"29","confinement":"strict","grade":"devel","private":false,"devmode":false,"jailmode":false,"apps":[{"snap":"microsample","name":"microsample","daemon":"simple","daemon-scope":"system","enabled":true,"active":true}],"mounted-from":"/var/lib/snapd/snaps/microsample_29.snap","contact":""}}"#;
 
     #[test]
