@@ -173,6 +173,13 @@ impl ProcessTools {
         }
     }
 
+    /// `relation-set <args>` with `settings` as JSON on stdin (serialising a map of JSON
+    /// values cannot fail).
+    fn set_databag(&self, args: &[&str], settings: &Map<String, Value>) -> Result<(), ToolError> {
+        let body = serde_json::to_vec(settings).unwrap_or_default();
+        self.call("relation-set", args, Some(&body)).map(drop)
+    }
+
     fn call_json<T: serde::de::DeserializeOwned + Default>(
         &self,
         tool: &str,
@@ -242,13 +249,7 @@ impl HookTools for ProcessTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError> {
-        let body = json_bytes(settings);
-        self.call(
-            "relation-set",
-            &["-r", relation_id, "--file", "-"],
-            Some(&body),
-        )
-        .map(drop)
+        self.set_databag(&["-r", relation_id, "--file", "-"], settings)
     }
 
     fn relation_set_app(
@@ -256,13 +257,7 @@ impl HookTools for ProcessTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError> {
-        let body = json_bytes(settings);
-        self.call(
-            "relation-set",
-            &["-r", relation_id, "--app", "--file", "-"],
-            Some(&body),
-        )
-        .map(drop)
+        self.set_databag(&["-r", relation_id, "--app", "--file", "-"], settings)
     }
 
     fn relation_list(&mut self, relation_id: &str) -> Result<Vec<String>, ToolError> {
@@ -295,9 +290,4 @@ impl HookTools for ProcessTools {
         )
         .map(drop)
     }
-}
-
-/// A map as JSON; serialising a map of JSON values cannot fail.
-fn json_bytes(settings: &Map<String, Value>) -> Vec<u8> {
-    serde_json::to_vec(settings).unwrap_or_default()
 }
