@@ -130,6 +130,8 @@ pub(crate) enum Gate {
     Open { cohort: Option<String> },
     /// Not yet: keep serving, and say why.
     Wait(String),
+    /// The move halted on this unit: no refresh until it is resumed or rolled back.
+    Halted(String),
 }
 
 /// Units in the order they get their turn: by unit number, the leader last (it keeps
@@ -290,8 +292,9 @@ pub(crate) fn gate(fleet: Option<&Fleet>, target: &Channel) -> Gate {
         (Some(halt), _) if halt.unit != fleet.me => {
             Gate::Wait(format!("move to '{target}' halted on {}", halt.unit))
         }
-        (Some(_), _) => Gate::Wait(format!(
-            "move to '{target}' halted here; fix the cause, then run resume-move on the leader"
+        (Some(halt), _) => Gate::Halted(format!(
+            "Move to '{target}' halted here: {}; fix it, then run resume-move on the leader, or set the old channel back",
+            halt.cause
         )),
         (None, Some(turn)) if *turn == fleet.me => Gate::Open {
             cohort: mv.cohort.clone(),

@@ -193,6 +193,9 @@ pub(crate) fn assess(config: &Config, machine: &MachineView, gate: &Gate) -> Sta
     let port = config.port;
     let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
     match (&machine.health, gate) {
+        // Healthy on the target after all: the leader resumes the move on seeing it.
+        (Some(Health::Online), Gate::Halted(_)) if config.channel.is_tracked_by(tracked) => {}
+        (_, Gate::Halted(why)) => return Status::blocked(why),
         (Some(Health::Online), Gate::Wait(why)) if !config.channel.is_tracked_by(tracked) => {
             return Status::active(format!("Ready at {} ({why})", quoted(tracked, 64)));
         }

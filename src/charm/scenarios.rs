@@ -695,3 +695,26 @@ fn a_failed_turn_is_published_for_the_leader_to_halt_on() {
         "still serving the old channel"
     );
 }
+
+#[test]
+fn the_unit_a_move_halted_on_is_blocked_naming_the_cause_and_refreshes_no_more() {
+    let mut host = FakeHost::deployed("edge");
+    host.me = "microsample/1".into();
+    host.claim = Some(("microsample/1".into(), true));
+    host.leader = false;
+    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": null,
+                    "turn": "microsample/1",
+                    "halt": {"unit": "microsample/1", "cause": "channel 'beta' not available for microsample"}});
+    in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv));
+    host.set("channel", json!("beta"));
+    assert_eq!(hook(&mut host, "update-status"), Exit::Done);
+    assert!(host.commands.is_empty(), "{:?}", host.commands);
+    let (kind, message) = status(&host);
+    assert_eq!(kind, StatusKind::Blocked);
+    assert!(
+        message.starts_with(
+            "Move to 'beta' halted here: channel 'beta' not available for microsample"
+        ),
+        "{message}"
+    );
+}
