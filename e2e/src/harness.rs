@@ -497,7 +497,7 @@ impl Unit {
         self.update_juju_state(|s| s.leader = leader);
     }
 
-    /// Makes a hook tool fail: it prints `stderr` and exits with `exit`.
+    /// Makes a hook tool fail without acting: it prints `stderr` and exits with `exit`.
     pub fn fail_tool(&self, tool: &str, exit: i32, stderr: &str) {
         self.update_juju_state(|s| {
             s.tool_faults.insert(
@@ -506,8 +506,78 @@ impl Unit {
                     exit,
                     stdout: String::new(),
                     stderr: stderr.to_string(),
+                    after_run: false,
                 },
             );
+        });
+    }
+
+    /// Makes a hook tool act, then fail: its effect is applied (a `status-set` changes the
+    /// status and the history), then it prints `stderr` and exits with `exit` (see
+    /// [`ToolFault::after_run`]). Calls the tool rejects by itself still fail its own way.
+    pub fn fail_tool_after_applying(&self, tool: &str, exit: i32, stderr: &str) {
+        self.update_juju_state(|s| {
+            s.tool_faults.insert(
+                tool.to_string(),
+                ToolFault {
+                    exit,
+                    stdout: String::new(),
+                    stderr: stderr.to_string(),
+                    after_run: true,
+                },
+            );
+        });
+    }
+
+    /// `status-set` applies the status, then fails as when jujuc loses its connection to
+    /// the agent: stderr `ERROR connection is shut down`, exit 1. Until
+    /// [`Unit::clear_tool_fault`].
+    pub fn status_set_applies_then_fails(&self) {
+        self.fail_tool_after_applying("status-set", 1, juju_state::CONNECTION_SHUT_DOWN);
+    }
+
+    /// Removes an injected fault of one hook tool.
+    pub fn clear_tool_fault(&self, tool: &str) {
+        self.update_juju_state(|s| {
+            s.tool_faults.remove(tool);
+        });
+    }
+
+    /// Sets the unit's workload status the way the unit agent does on its own (between
+    /// hooks, or around them: `maintenance`, `unknown`, `error`, `terminated`...): history
+    /// source `agent`, no hook context. Does not count as the charm having set a status.
+    pub fn set_status_as_agent(&self, status: &str, message: &str) {
+        self.record_status("agent", status, message);
+    }
+
+    /// Sets the unit's workload status the way `juju exec --unit microsample/0 --
+    /// status-set <status> <message>` does: through the hook-tool API (source `charm`), but
+    /// outside any hook of the charm (no `JUJU_DISPATCH_PATH`, context `""`). Like a
+    /// `juju exec` context, it does not change the agent's "the charm set a status" flag
+    /// that drives §1.6 of juju-contract.md (only hooks persist it). Panics on a status
+    /// `status-set` would refuse.
+    pub fn set_status_via_juju_exec(&self, status: &str, message: &str) {
+        assert!(
+            ["maintenance", "blocked", "waiting", "active"].contains(&status),
+            "status-set refuses {status:?}: expected one of [maintenance blocked waiting active]"
+        );
+        self.record_status("charm", status, message);
+    }
+
+    fn record_status(&self, source: &str, status: &str, message: &str) {
+        self.update_juju_state(|s| {
+            s.unit_status = juju_state::Status {
+                status: status.to_string(),
+                message: message.to_string(),
+                data: Map::new(),
+            };
+            s.status_history.push(StatusEntry {
+                application: false,
+                status: status.to_string(),
+                message: message.to_string(),
+                source: source.to_string(),
+                context: String::new(),
+            });
         });
     }
 

@@ -1405,3 +1405,77 @@ fn the_harness_finds_fake_juju_and_dispatch() {
         "no JUJU_DISPATCH_PATH: usage error"
     );
 }
+
+// =======================================================================================
+// Real-world cases the harness can stage (issue "truth")
+
+// --- statuses changed by others ---------------------------------------------------------
+
+#[test]
+fn statuses_set_by_the_agent_and_by_juju_exec() {
+    let unit = Unit::new();
+    unit.set_status_as_agent("error", "hook failed: \"config-changed\"");
+    assert_eq!(
+        unit.status(),
+        (
+            "error".to_string(),
+            "hook failed: \"config-changed\"".to_string()
+        )
+    );
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!((last.source.as_str(), last.context.as_str()), ("agent", ""));
+    // The charm sees it through status-get.
+    let out = tool(&unit, "status-get", &["--include-data", "--format=json"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "{\"message\":\"hook failed: \\\"config-changed\\\"\",\"status\":\"error\",\"status-data\":{}}\n"
+    );
+
+    unit.set_status_via_juju_exec("blocked", "operator says no");
+    assert_eq!(
+        unit.status(),
+        ("blocked".to_string(), "operator says no".to_string())
+    );
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!((last.source.as_str(), last.context.as_str()), ("charm", ""));
+    // Neither counts as a status-set of a hook: `start` still gets the agent's `unknown`
+    // if the charm never set one (juju-contract.md §1.6).
+    assert!(!unit.juju_state().status_set_ever);
+    // Neither is a hook-tool call of the charm.
+    assert!(unit.all_calls().iter().all(|c| c.tool == "status-get"));
+}
+
+#[test]
+fn status_set_that_applies_then_fails() {
+    let unit = Unit::new();
+    unit.status_set_applies_then_fails();
+    let out = tool(&unit, "status-set", &["active", "Ready"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, "ERROR connection is shut down\n");
+    assert_eq!(out.stdout, "");
+    // ... but the agent did set it.
+    assert_eq!(unit.status(), ("active".to_string(), "Ready".to_string()));
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!(
+        (last.source.as_str(), last.context.as_str()),
+        ("charm", "hooks/test")
+    );
+    assert!(unit.juju_state().status_set_ever);
+    assert_eq!(unit.all_calls().last().unwrap().exit, Some(1));
+    // A call status-set itself refuses fails its own way, and changes nothing.
+    assert_init_error(
+        &tool(&unit, "status-set", &["bogus"]),
+        "invalid status \"bogus\", expected one of [maintenance blocked waiting active]",
+    );
+    assert_eq!(unit.status().0, "active");
+    // --application of a non-leader is refused by the agent: not applied, its own error.
+    unit.set_leader(false);
+    assert_run_error(
+        &tool(&unit, "status-set", &["--application", "blocked"]),
+        "this unit is not the leader",
+    );
+    unit.clear_tool_fault("status-set");
+    assert_ok(&tool(&unit, "status-set", &["waiting", "again"]));
+    assert_eq!(unit.status(), ("waiting".to_string(), "again".to_string()));
+}
