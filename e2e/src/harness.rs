@@ -46,6 +46,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub use juju_state::{ActionState, Call, JujuState, LogRecord, Relation, StatusEntry, ToolFault};
+
+use crate::charm_dir::{self, CharmDirMode, DirSnapshot, ImmutableGuard};
 use juju_unit::UNIT_NAME;
 
 /// Default watchdog for one hook or action run.
@@ -281,6 +283,7 @@ pub struct Unit {
     /// `SNAPPY_GLOBAL_ROOT` given to hooks, for the real `snap` on the fake snapd.
     snap_root: Option<PathBuf>,
     hook_timeout: Mutex<Duration>,
+    charm_dir_mode: Mutex<CharmDirMode>,
     counter: AtomicU64,
 }
 
@@ -289,6 +292,15 @@ impl Drop for Unit {
         if let Some(snapd) = self.snapd.as_mut() {
             let _ = snapd.kill();
             let _ = snapd.wait();
+        }
+        if *self
+            .charm_dir_mode
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            != CharmDirMode::Writable
+        {
+            // The per-run guard already did; a directory left immutable cannot be removed.
+            charm_dir::clear_immutable(&self.charm_dir);
         }
     }
 }
@@ -458,6 +470,7 @@ impl Unit {
             snapd,
             snap_root: None,
             hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
+            charm_dir_mode: Mutex::new(CharmDirMode::Writable),
             counter: AtomicU64::new(0),
         }
     }
@@ -465,6 +478,46 @@ impl Unit {
     /// Changes the watchdog of later runs.
     pub fn set_hook_timeout(&self, timeout: Duration) {
         *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+    }
+
+    /// How later hook and action runs find the charm directory: writable, read-only (a
+    /// read-only bind mount in the hook's own mount namespace) or immutable (`chattr +i`
+    /// while `dispatch` runs); see [`crate::charm_dir`]. Panics, saying why, when this
+    /// machine cannot do it (read-only needs `unshare -m` as root; immutable is checked
+    /// at the next run).
+    pub fn set_charm_dir_mode(&self, mode: CharmDirMode) {
+        if mode == CharmDirMode::ReadOnly {
+            charm_dir::check_read_only_supported(&self.charm_dir);
+        }
+        *self
+            .charm_dir_mode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
+    /// The current [`CharmDirMode`].
+    pub fn charm_dir_mode(&self) -> CharmDirMode {
+        *self
+            .charm_dir_mode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every file, directory and symlink below the charm directory, with contents and
+    /// permission bits: compare two with `==` or [`DirSnapshot::diff`].
+    pub fn charm_dir_snapshot(&self) -> DirSnapshot {
+        DirSnapshot::of(&self.charm_dir)
+    }
+
+    /// Panics, listing what changed, unless the charm directory is as in `before`.
+    pub fn assert_charm_dir_unchanged(&self, before: &DirSnapshot) {
+        let changes = before.diff(&self.charm_dir_snapshot());
+        assert!(
+            changes.is_empty(),
+            "the charm directory {} changed:\n{}",
+            self.charm_dir.display(),
+            changes.join("\n")
+        );
     }
 
     // -----------------------------------------------------------------------------------
@@ -869,9 +922,22 @@ impl Unit {
         let calls_before = juju_state::read_calls(&self.state_dir).len();
         let requests_before = self.snapd_requests().len();
         let timeout = *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner());
-        let mut dispatch = self
-            .start(&self.charm_dir.join("dispatch"), &[], env)
-            .unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
+        let program = self.charm_dir.join("dispatch");
+        // Dropped (the flag removed) when the run ends, panics included.
+        let _immutable = match self.charm_dir_mode() {
+            CharmDirMode::ImmutableDir => Some(ImmutableGuard::apply(&self.charm_dir, false)),
+            CharmDirMode::Immutable => Some(ImmutableGuard::apply(&self.charm_dir, true)),
+            _ => None,
+        };
+        let started = if self.charm_dir_mode() == CharmDirMode::ReadOnly {
+            let (unshare, args) = charm_dir::read_only_command(&self.charm_dir, &program);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.start(&unshare, &args, env)
+        } else {
+            self.start(&program, &[], env)
+        };
+        let mut dispatch =
+            started.unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
         let Some(status) = dispatch.wait(timeout) else {
             let stderr = dispatch.stderr.join().unwrap_or_default();
             panic!(

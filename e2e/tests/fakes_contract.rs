@@ -1479,3 +1479,151 @@ fn status_set_that_applies_then_fails() {
     assert_ok(&tool(&unit, "status-set", &["waiting", "again"]));
     assert_eq!(unit.status(), ("waiting".to_string(), "again".to_string()));
 }
+
+// --- read-only and immutable charm directory --------------------------------------------
+
+/// Replaces the charm's dispatch with a probe that tries to write in the charm directory
+/// (relative to its working directory and through `$CHARM_DIR`) and says what failed.
+fn probe_dispatch(unit: &Unit) {
+    use std::os::unix::fs::PermissionsExt;
+    let dispatch = unit.charm_dir.join("dispatch");
+    std::fs::remove_file(&dispatch).unwrap();
+    std::fs::write(
+        &dispatch,
+        "#!/bin/sh\n\
+         touch created || echo 'create failed'\n\
+         (echo x >> metadata.yaml) || echo 'append failed'\n\
+         rm -f manifest.yaml || echo 'remove failed'\n\
+         touch \"$CHARM_DIR/abs\" || echo 'create through CHARM_DIR failed'\n\
+         exit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn immutable_flag(path: &std::path::Path) -> bool {
+    let out = Command::new("lsattr").arg("-d").arg(path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().unwrap().contains('i')
+}
+
+#[test]
+fn a_writable_charm_dir_and_its_snapshot_diff() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    let before = unit.charm_dir_snapshot();
+    assert!(before
+        .entries
+        .contains_key(std::path::Path::new("metadata.yaml")));
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "");
+    let diff = before.diff(&unit.charm_dir_snapshot());
+    assert_eq!(diff.len(), 4, "{diff:#?}");
+    assert!(
+        diff[0].starts_with("removed manifest.yaml: file 644"),
+        "{diff:#?}"
+    );
+    assert!(
+        diff[1].starts_with("changed metadata.yaml: file 644"),
+        "{diff:#?}"
+    );
+    assert!(diff[1].ends_with(": \"x\\n\")"), "{diff:#?}");
+    assert_eq!(diff[2], "added abs: file 644, 0 bytes: \"\"");
+    assert_eq!(diff[3], "added created: file 644, 0 bytes: \"\"");
+    let panicked = std::panic::catch_unwind(|| unit.assert_charm_dir_unchanged(&before));
+    assert!(panicked.is_err());
+}
+
+#[test]
+fn a_read_only_charm_dir_refuses_every_write_of_the_hook_only() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::ReadOnly);
+    let before = unit.charm_dir_snapshot();
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "create failed\nappend failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        run.stderr.matches("Read-only file system").count(),
+        4,
+        "{run:?}"
+    );
+    unit.assert_charm_dir_unchanged(&before);
+    // The test (and everything outside the hook) still has a writable directory.
+    std::fs::write(unit.charm_dir.join("by-the-test"), "x").unwrap();
+    // Hook tools still work (their state is outside the charm directory).
+    std::fs::write(
+        unit.charm_dir.join("dispatch"),
+        "#!/bin/sh\nexec status-set active 'from a read-only dir'\n",
+    )
+    .unwrap();
+    assert_eq!(unit.run_hook("update-status").exit, Some(0));
+    assert_eq!(unit.status().1, "from a read-only dir");
+}
+
+#[test]
+fn an_immutable_charm_dir_refuses_writes_while_the_hook_runs() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::Immutable);
+    let before = unit.charm_dir_snapshot();
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "create failed\nappend failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        run.stderr.matches("Operation not permitted").count(),
+        4,
+        "{run:?}"
+    );
+    unit.assert_charm_dir_unchanged(&before);
+    // The flag is gone once the hook has ended.
+    assert!(!immutable_flag(&unit.charm_dir));
+    assert!(!immutable_flag(&unit.charm_dir.join("metadata.yaml")));
+
+    // Only the directory: no new, removed or renamed entry, but files can be rewritten.
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::ImmutableDir);
+    let run = unit.run_hook("update-status");
+    assert_eq!(
+        run.stdout,
+        "create failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        before.diff(&unit.charm_dir_snapshot()).len(),
+        1,
+        "only metadata.yaml was appended to"
+    );
+}
+
+#[test]
+fn the_immutable_flag_is_removed_when_the_harness_panics() {
+    let root;
+    {
+        let unit = Unit::new();
+        root = unit.root.clone();
+        std::fs::remove_file(unit.charm_dir.join("dispatch")).unwrap();
+        std::fs::write(unit.charm_dir.join("dispatch"), "#!/bin/sh\nsleep 30\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            unit.charm_dir.join("dispatch"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::Immutable);
+        unit.set_hook_timeout(Duration::from_millis(500));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            unit.run_hook("update-status")
+        }));
+        assert!(result.is_err(), "the run past its deadline panics");
+        assert!(!immutable_flag(&unit.charm_dir));
+        std::fs::write(unit.charm_dir.join("after"), "x").unwrap();
+    }
+    assert!(!root.exists(), "the unit's directory was removed");
+}
