@@ -1627,3 +1627,162 @@ fn the_immutable_flag_is_removed_when_the_harness_panics() {
     }
     assert!(!root.exists(), "the unit's directory was removed");
 }
+
+// --- something else on the workload's port ----------------------------------------------
+
+fn local(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn port_holder_silent_accepts_and_never_answers() {
+    use std::io::Read;
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::silent(port);
+    let mut client = std::net::TcpStream::connect(local(port)).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let err = client.read(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err:?}"
+    );
+    assert_eq!(holder.accepted(), 1);
+    drop(holder);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut buf).unwrap_or(0), 0, "closed on drop");
+    assert!(
+        std::net::TcpStream::connect(local(port)).is_err(),
+        "port freed"
+    );
+}
+
+#[test]
+fn port_holder_never_accepting_makes_connect_hang() {
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::never_accepting(port);
+    let start = Instant::now();
+    let err = std::net::TcpStream::connect_timeout(&local(port), Duration::from_millis(1500))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err:?}");
+    assert!(start.elapsed() >= Duration::from_millis(1400));
+    assert_eq!(holder.accepted(), 0);
+    drop(holder);
+    assert!(
+        std::net::TcpStream::connect(local(port)).is_err(),
+        "port freed"
+    );
+}
+
+#[test]
+fn port_holder_dripping_sends_a_byte_a_second() {
+    use std::io::Read;
+    let port = free_port();
+    let _holder = microsample_e2e::PortHolder::dripping(port);
+    let mut client = std::net::TcpStream::connect(local(port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    while got.len() < 3 {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"HTT");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn port_holder_answering_with_any_status_and_body() {
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::answering(port, 404, "not microsample");
+    let unit = Unit::new();
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((404, "not microsample".to_string()))
+    );
+    drop(holder);
+    let _holder = microsample_e2e::PortHolder::answering(port, 500, "<h1>boom</h1>");
+    let resp = microsample_e2e::http::tcp_request(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 500);
+    assert_eq!(resp.text(), "<h1>boom</h1>");
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[test]
+fn microsample_cannot_start_on_a_taken_port_and_snapd_says_inactive() {
+    let unit = Unit::new();
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::answering(port, 404, "someone else");
+    // Installed earlier, configured on the taken port: Flask cannot bind 0.0.0.0:<port>.
+    unit.preinstall_snap("latest/edge", port);
+    let app_of = |unit: &Unit| {
+        let (status, body) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+        assert_eq!(status, 200);
+        body["result"]["apps"][0].clone()
+    };
+    assert_eq!(
+        app_of(&unit),
+        json!({"snap": "microsample", "name": "microsample", "daemon": "simple",
+               "daemon-scope": "system", "enabled": true}),
+        "`active` is omitted for a service that is not running"
+    );
+    let workload = unit.snapd_state()["workload"].clone();
+    assert_eq!(workload["running"], json!(false));
+    assert_eq!(
+        workload["error"],
+        json!(format!(
+            "Address already in use\nPort {port} is in use by another program. Either \
+             identify and stop that program, or start the server with a different port."
+        ))
+    );
+    // `snap start` of a simple service succeeds (systemd started the process), yet the
+    // service is not active: it died at once.
+    let out = snap(&unit, &["start", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(out.stdout, "Started.\n");
+    assert!(app_of(&unit).get("active").is_none());
+    let (_, apps) = unit.snapd_request("GET", "/v2/apps?select=service", None);
+    assert!(apps["result"][0].get("active").is_none(), "{apps}");
+    // The port answers, but not as microsample.
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((404, "someone else".to_string()))
+    );
+    // Once the port is free, nothing restarts it by itself (systemd gave up: start limit);
+    // a restart does.
+    drop(holder);
+    assert!(app_of(&unit).get("active").is_none());
+    assert_ok(&snap(&unit, &["restart", "microsample"]));
+    assert_eq!(app_of(&unit)["active"], json!(true));
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((200, "Online".to_string()))
+    );
+}
