@@ -1074,6 +1074,66 @@ impl Unit {
         }}));
     }
 
+    /// Installs microsample from a file, as `snap install --dangerous
+    /// ./microsample_x1.snap` would have (as if done earlier): revision `x1`, no snap id,
+    /// no publisher, `channel` empty, no `tracking-channel`, listening on `port`. A
+    /// refresh of it fails with `snap-local` (`snap refresh`: `local snap "microsample" is
+    /// unknown to the store, use --amend to proceed anyway`, exit 1) unless `--amend`.
+    pub fn sideload_snap(&self, port: u16) {
+        self.snapd_put(json!({"snap": {
+            "revision": "x1",
+            "version": "0+git.57e56f2",
+            "channel": "",
+            "tracking_channel": "",
+            "sideloaded": true,
+            "cohort_key": "",
+            "config": {"port": port},
+            "enabled": true,
+            "active": true,
+        }}));
+    }
+
+    /// Replaces the fake store's channel map with [`store_with_track_1_0`] and installs
+    /// microsample (as if done earlier) tracking `1.0/stable`, listening on `port`: a
+    /// refresh with a bare risk (`--channel=edge`) then stays on track `1.0`.
+    pub fn preinstall_tracking_1_0_stable(&self, port: u16) {
+        self.set_store(store_with_track_1_0());
+        self.preinstall_snap("1.0/stable", port);
+    }
+
+    /// Makes this machine another architecture (`arm64`...): the fake store's releases
+    /// are all amd64, so installs and refreshes get `snap-architecture-not-available`
+    /// (`snap "microsample" is not available on stable for this architecture (arm64) but
+    /// exists on other architectures (amd64).`).
+    pub fn set_architecture(&self, arch: &str) {
+        self.snapd_put(json!({ "architecture": arch }));
+    }
+
+    /// Creates a cohort key for microsample as `snap create-cohort microsample` does
+    /// (`POST /v2/cohorts`): installs and refreshes with `--cohort=<key>` get the revisions
+    /// the channels have now, until [`Unit::advance_store_clock`] moves 90 days on.
+    pub fn create_cohort(&self) -> String {
+        self.fake_only("create_cohort");
+        let (status, body) = self.snapd_request(
+            "POST",
+            "/v2/cohorts",
+            Some(&json!({"action": "create", "snaps": ["microsample"]})),
+        );
+        assert_eq!(status, 200, "POST /v2/cohorts failed: {body}");
+        body["result"]["microsample"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no cohort key in {body}"))
+            .to_string()
+    }
+
+    /// Moves the fake store's clock forward (cohort keys re-pin after 90 days).
+    pub fn advance_store_clock(&self, by: Duration) {
+        let offset = self.snapd_state()["store_clock_offset"]
+            .as_u64()
+            .unwrap_or(0);
+        self.snapd_put(json!({ "store_clock_offset": offset + by.as_secs() }));
+    }
+
     /// Every snapd request received so far (excluding `/fake/...`); always empty on the
     /// real snapd, which does not record them.
     pub fn snapd_requests(&self) -> Vec<SnapdRequest> {
@@ -1110,6 +1170,21 @@ impl Default for Unit {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A fake store channel map with a `1.0` track next to `latest` (microsample has no such
+/// track; the revisions and versions of `1.0/*` are made up):
+/// `latest/edge` 34 `0+git.57e56f2`, `latest/beta` 33 `0+git.49ff7aa`, `1.0/stable` 20
+/// `1.0.0`, `1.0/beta` 22 `1.0.1`, `1.0/edge` 25 `1.0.2` (`1.0/candidate` is closed and
+/// follows `1.0/stable`).
+pub fn store_with_track_1_0() -> Value {
+    json!({
+        "latest/edge": {"revision": 34, "version": "0+git.57e56f2"},
+        "latest/beta": {"revision": 33, "version": "0+git.49ff7aa"},
+        "1.0/stable": {"revision": 20, "version": "1.0.0"},
+        "1.0/beta": {"revision": 22, "version": "1.0.1"},
+        "1.0/edge": {"revision": 25, "version": "1.0.2"},
+    })
 }
 
 /// A process started by [`Unit::start`].

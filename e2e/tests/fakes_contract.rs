@@ -1786,3 +1786,199 @@ fn microsample_cannot_start_on_a_taken_port_and_snapd_says_inactive() {
         Some((200, "Online".to_string()))
     );
 }
+
+// --- channels the store cannot serve: risk, branch, track, architecture ------------------
+
+/// `POST /v2/snaps/microsample` with `body`: (HTTP status, `result`).
+fn post_snap(unit: &Unit, body: Value) -> (u16, Value) {
+    let (status, v) = unit.snapd_request("POST", "/v2/snaps/microsample", Some(&body));
+    (status, v["result"].clone())
+}
+
+/// The `value` of snapd's `snap-channel-not-available` for microsample.
+fn not_available_value(action: &str, channel: &str, releases: &[&str]) -> Value {
+    json!({
+        "snap-name": "microsample",
+        "action": action,
+        "channel": channel,
+        "architecture": "amd64",
+        "releases": releases
+            .iter()
+            .map(|c| json!({"architecture": "amd64", "channel": c}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+const TRACK_1_0_RELEASES: [&str; 5] = ["beta", "edge", "1.0/stable", "1.0/beta", "1.0/edge"];
+
+#[test]
+fn install_from_channels_the_store_cannot_serve() {
+    let unit = Unit::new();
+    unit.set_store(microsample_e2e::store_with_track_1_0());
+    let cases: [(&str, &str); 5] = [
+        // (a) a risk with no revision (latest has only beta and edge)
+        (
+            "latest/stable",
+            "error: snap \"microsample\" is not available on stable but is available to\n       \
+             install on the following channels:\n\n       \
+             beta       snap install --beta microsample\n       \
+             edge       snap install --edge microsample\n\n       \
+             Please be mindful pre-release channels may include features not\n       \
+             completely tested or implemented. Get more information with 'snap info\n       \
+             microsample'.\n",
+        ),
+        // (b) a branch that does not exist, on a track/risk that has a revision
+        (
+            "edge/hotfix",
+            "error: requested a non-existing branch on latest/edge for snap \"microsample\":\n       \
+             hotfix\n",
+        ),
+        // (b) ... and on a track/risk that has none
+        (
+            "2.0/edge/hotfix",
+            "error: requested a non-existing branch for snap \"microsample\": 2.0/edge/hotfix\n",
+        ),
+        // (c) a track that does not exist, the risk available on others
+        (
+            "2.0/edge",
+            "error: snap \"microsample\" is not available on 2.0/edge but is available to\n       \
+             install on the following tracks:\n\n       \
+             latest/beta  snap install --beta microsample\n       \
+             latest/edge  snap install --edge microsample\n       \
+             1.0/stable   snap install --channel=1.0 microsample\n       \
+             1.0/beta     snap install --channel=1.0/beta microsample\n       \
+             1.0/edge     snap install --channel=1.0/edge microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+        // (c) a track given alone is its stable risk
+        (
+            "3.0",
+            "error: snap \"microsample\" is not available on 3.0/stable but is available to\n       \
+             install on the following tracks:\n\n       \
+             1.0/stable  snap install --channel=1.0 microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+    ];
+    for (channel, stderr) in cases {
+        let out = snap(
+            &unit,
+            &["install", "microsample", &format!("--channel={channel}")],
+        );
+        assert_eq!(out.code, 1, "{channel}: {out:?}");
+        assert_eq!(out.stdout, "", "{channel}");
+        assert_eq!(out.stderr, stderr, "{channel}");
+        let (status, result) = post_snap(&unit, json!({"action": "install", "channel": channel}));
+        assert_eq!(status, 404, "{channel}");
+        assert_eq!(
+            result,
+            json!({"message": "no snap revision on specified channel",
+                   "kind": "snap-channel-not-available",
+                   "value": not_available_value("install", channel, &TRACK_1_0_RELEASES)}),
+            "{channel}"
+        );
+    }
+    assert!(unit.snapd_state()["snap"].is_null());
+    assert!(unit.snapd_state()["changes"]
+        .as_object()
+        .is_none_or(|c| c.is_empty()));
+
+    // (c) a track that does not exist, and no release of the risk anywhere.
+    unit.set_store(json!({"latest/edge": {"revision": 34, "version": "0+git.57e56f2"}}));
+    let out = snap(&unit, &["install", "microsample", "--channel=2.0/stable"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on 2.0/stable but other tracks\n       \
+         exist.\n\n       \
+         Please be mindful that different tracks may include different features.\n       \
+         Get more information with 'snap info microsample'.\n"
+    );
+}
+
+#[test]
+fn refresh_to_channels_the_store_cannot_serve() {
+    let unit = Unit::new();
+    unit.preinstall_tracking_1_0_stable(free_port());
+    // The requested channel is resolved against the tracked one first (`1.0/...`).
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "edge/hotfix",
+            "1.0/edge/hotfix",
+            "error: requested a non-existing branch on 1.0/edge for snap \"microsample\":\n       \
+             hotfix\n",
+        ),
+        (
+            "latest/stable",
+            "latest/stable",
+            "error: snap \"microsample\" is not available on stable but is available to\n       \
+             install on the following channels:\n\n       \
+             beta       snap refresh --beta microsample\n       \
+             edge       snap refresh --edge microsample\n\n       \
+             Please be mindful pre-release channels may include features not\n       \
+             completely tested or implemented. Get more information with 'snap info\n       \
+             microsample'.\n",
+        ),
+        (
+            "2.0/candidate",
+            "2.0/candidate",
+            "error: snap \"microsample\" is not available on 2.0/candidate but is available to\n       \
+             install on the following tracks:\n\n       \
+             1.0/stable  snap refresh --channel=1.0 microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+    ];
+    for (requested, resolved, stderr) in cases {
+        let out = snap(
+            &unit,
+            &["refresh", "microsample", &format!("--channel={requested}")],
+        );
+        assert_eq!(out.code, 1, "{requested}: {out:?}");
+        assert_eq!(out.stderr, stderr, "{requested}");
+        let (status, result) = post_snap(&unit, json!({"action": "refresh", "channel": requested}));
+        assert_eq!(status, 404);
+        assert_eq!(result["kind"], "snap-channel-not-available", "{requested}");
+        assert_eq!(
+            result["value"],
+            not_available_value("refresh", resolved, &TRACK_1_0_RELEASES),
+            "{requested}"
+        );
+    }
+    // Nothing moved.
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("1.0/stable"));
+    assert_eq!(snap_field(&unit, "revision"), json!("20"));
+}
+
+#[test]
+fn another_architecture_gets_architecture_not_available() {
+    let unit = Unit::new();
+    unit.set_architecture("arm64");
+    let (_, info) = unit.snapd_request("GET", "/v2/system-info", None);
+    assert_eq!(info["result"]["architecture"], "arm64");
+    let out = snap(&unit, &["install", "microsample", "--edge"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on edge for this architecture\n       \
+         (arm64) but exists on other architectures (amd64).\n"
+    );
+    let out = snap(&unit, &["install", "microsample"]);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on this architecture (arm64) but\n       \
+         exists on other architectures (amd64).\n"
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "install", "channel": "edge"}));
+    assert_eq!(status, 404);
+    assert_eq!(
+        result,
+        json!({"message": "no snap revision on specified architecture",
+               "kind": "snap-architecture-not-available",
+               "value": {"snap-name": "microsample", "action": "install", "channel": "edge",
+                         "architecture": "arm64",
+                         "releases": [{"architecture": "amd64", "channel": "beta"},
+                                      {"architecture": "amd64", "channel": "edge"}]}})
+    );
+}
