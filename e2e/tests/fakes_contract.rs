@@ -1982,3 +1982,183 @@ fn another_architecture_gets_architecture_not_available() {
                                       {"architecture": "amd64", "channel": "edge"}]}})
     );
 }
+
+// --- a sideloaded snap ------------------------------------------------------------------
+
+#[test]
+fn a_sideloaded_snap_is_unknown_to_the_store() {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.sideload_snap(port);
+    let (status, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(status, 200);
+    let snap_obj = v["result"].as_object().unwrap().clone();
+    assert_eq!(snap_obj["id"], "");
+    assert_eq!(snap_obj["revision"], "x1");
+    assert_eq!(snap_obj["channel"], "");
+    assert_eq!(snap_obj["developer"], "");
+    for absent in ["tracking-channel", "publisher", "title", "cohort-key"] {
+        assert!(!snap_obj.contains_key(absent), "{absent}: {v}");
+    }
+    assert_eq!(
+        snap_obj["mounted-from"],
+        "/var/lib/snapd/snaps/microsample_x1.snap"
+    );
+    assert_eq!(snap_obj["apps"][0]["active"], true);
+    assert_eq!(
+        wait_for(|| unit.workload_get(port, "/")),
+        Some((200, "Online".to_string()))
+    );
+
+    // A refresh, with or without a channel, is refused: exit 1.
+    for args in [
+        &["refresh", "microsample", "--channel=edge"][..],
+        &["refresh", "microsample"][..],
+    ] {
+        let out = snap(&unit, args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert_eq!(
+            out.stderr,
+            "error: local snap \"microsample\" is unknown to the store, use --amend to proceed\n       \
+             anyway\n"
+        );
+    }
+    let (status, result) = post_snap(&unit, json!({"action": "refresh", "channel": "edge"}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "cannot perform operation on local snap", "kind": "snap-local", "value": ""})
+    );
+    // `snap list`: nothing tracked, no publisher.
+    let out = snap(&unit, &["list"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "Name         Version        Rev  Tracking  Publisher  Notes\n\
+         microsample  0+git.57e56f2  x1   -         -          -\n"
+    );
+    // Installing from the store does not replace it.
+    let out = snap(&unit, &["install", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" is already installed, see 'snap help refresh'\n"
+    );
+    assert_eq!(snap_field(&unit, "revision"), json!("x1"));
+
+    // --amend asks the store to install it from the channel ("install" action).
+    let (status, result) = post_snap(
+        &unit,
+        json!({"action": "refresh", "channel": "candidate", "amend": true}),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        result["value"],
+        not_available_value("install", "candidate", &["beta", "edge"])
+    );
+    let out = snap(&unit, &["refresh", "microsample", "--amend"]);
+    assert_eq!(out.code, 1, "no channel: the store's stable, empty here");
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" not available as specified (see 'snap info\n       \
+         microsample')\n"
+    );
+    let out = snap(
+        &unit,
+        &["refresh", "microsample", "--channel=edge", "--amend"],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (edge) 0+git.57e56f2 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(v["result"]["id"], "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX");
+    assert_eq!(v["result"]["tracking-channel"], "latest/edge");
+    assert_eq!(v["result"]["revision"], "34");
+    assert_eq!(v["result"]["publisher"]["username"], "erik78se");
+}
+
+// --- a bare risk keeps the tracked track -------------------------------------------------
+
+#[test]
+fn a_bare_risk_keeps_the_tracked_track() {
+    let unit = Unit::new();
+    // Nothing tracked yet: a bare risk is on latest.
+    let (status, _) = post_snap(&unit, json!({"action": "install", "channel": "beta"}));
+    assert_eq!(status, 202);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
+
+    let unit = Unit::new();
+    unit.preinstall_tracking_1_0_stable(free_port());
+    let change_of = |unit: &Unit| {
+        let state = unit.snapd_state();
+        let changes = state["changes"].as_object().unwrap();
+        let last = changes
+            .values()
+            .max_by_key(|c| c["id"].as_str().unwrap().parse::<u32>().unwrap())
+            .unwrap();
+        (
+            last["summary"].as_str().unwrap().to_string(),
+            last["task_summary"].as_str().unwrap().to_string(),
+        )
+    };
+
+    let out = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/edge) 1.0.2 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("1.0/edge"));
+    assert_eq!(snap_field(&unit, "revision"), json!("25"));
+    assert_eq!(
+        change_of(&unit),
+        (
+            "Refresh \"microsample\" snap from \"edge\" channel".to_string(),
+            "Download snap \"microsample\" (25) from channel \"1.0/edge\"".to_string()
+        )
+    );
+
+    // The risk flags are bare risks too; a closed risk follows the track's more stable one.
+    let out = snap(&unit, &["refresh", "microsample", "--candidate"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/stable) 1.0.0 from Erik Lonroth (erik78se) refreshed\n\
+         Channel 1.0/candidate for microsample is closed; temporarily forwarding to 1.0/stable.\n"
+    );
+    assert_eq!(
+        snap_field(&unit, "tracking_channel"),
+        json!("1.0/candidate")
+    );
+
+    // Same revision, other channel: a switch, which also rewrites `channel`.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=stable"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/stable) 1.0.0 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    assert_eq!(
+        change_of(&unit).1,
+        "Switch snap \"microsample\" from channel \"1.0/candidate\" to \"1.0/stable\""
+    );
+    assert_eq!(snap_field(&unit, "channel"), json!("1.0/stable"));
+
+    // A fully qualified channel is taken as it is.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=latest/edge"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    // ... and now a bare risk stays on latest.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    let (status, _) = post_snap(&unit, json!({"action": "refresh", "channel": "beta"}));
+    assert_eq!(status, 202);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
+}

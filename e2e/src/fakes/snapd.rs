@@ -742,10 +742,12 @@ fn decode_instruction(body: &[u8]) -> Result<SnapInstruction, String> {
         match obj.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::Bool(b)) => *field = *b,
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "json: cannot unmarshal {} into Go struct field snapInstruction.{key} of type bool",
                 json_kind(other)
-            )),
+            ))
+            }
         }
     }
     Ok(inst)
