@@ -2162,3 +2162,216 @@ fn a_bare_risk_keeps_the_tracked_track() {
     assert_eq!(status, 202);
     assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
 }
+
+// --- cohorts ----------------------------------------------------------------------------
+
+fn decode_base64(s: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn snap_create_cohort_prints_the_keys_as_yaml() {
+    let unit = Unit::new();
+    let out = snap(&unit, &["create-cohort", "microsample"]);
+    assert_ok(&out);
+    let key = out
+        .stdout
+        .strip_prefix("cohorts:\n  microsample:\n    cohort-key: ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    // Shaped like the store's: base64("1 <snap-id> <unix time> <64 hex digits>").
+    let decoded = decode_base64(key);
+    let parts: Vec<&str> = decoded.split(' ').collect();
+    assert_eq!(parts.len(), 4, "{decoded}");
+    assert_eq!(parts[..2], ["1", "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX"]);
+    assert!(parts[2].parse::<u64>().is_ok());
+    assert_eq!(parts[3].len(), 64);
+    assert!(unit.snapd_state()["cohorts"][key].is_object());
+    // A second key is another key.
+    assert_ne!(unit.create_cohort(), key);
+
+    let out = snap(&unit, &["create-cohort", "microsample", "other-snap"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, "error: cannot create cohorts: snap not found\n");
+    let out = snap(&unit, &["create-cohort"]);
+    assert_eq!(out.code, 64);
+    assert_eq!(
+        out.stderr,
+        "error: the required argument `<snap> (at least 1 argument)` was not provided\n"
+    );
+    let cohorts = |body: Value| {
+        let (status, v) = unit.snapd_request("POST", "/v2/cohorts", Some(&body));
+        (status, v["result"].clone())
+    };
+    assert_eq!(
+        cohorts(json!({"action": "create", "snaps": []})),
+        (200, json!({}))
+    );
+    assert_eq!(
+        cohorts(json!({"action": "delete", "snaps": ["microsample"]})),
+        (400, json!({"message": "unknown cohort action \"delete\""}))
+    );
+    unit.set_store_down(true);
+    assert_eq!(
+        cohorts(json!({"action": "create", "snaps": ["microsample"]})),
+        (
+            500,
+            json!({"message": "Post \"https://api.snapcraft.io/v2/cohorts\": dial tcp: lookup api.snapcraft.io on 10.255.255.53:53: no such host"})
+        )
+    );
+}
+
+#[test]
+fn a_cohort_pins_the_revisions_of_its_creation_for_90_days() {
+    let unit = Unit::new();
+    let key = unit.create_cohort();
+    let short = format!("…{}", &key[key.len() - 9..]);
+    // The publisher releases a new edge revision after the key was made.
+    unit.set_store(json!({
+        "latest/edge": {"revision": 40, "version": "0+git.1111111"},
+        "latest/beta": {"revision": 33, "version": "0+git.49ff7aa"},
+    }));
+    let out = snap(
+        &unit,
+        &[
+            "install",
+            "microsample",
+            "--edge",
+            &format!("--cohort={key}"),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (edge) 0+git.57e56f2 from Erik Lonroth (erik78se) installed\n"
+    );
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(v["result"]["cohort-key"], json!(key));
+    let state = unit.snapd_state();
+    assert_eq!(
+        state["changes"]["1"]["summary"],
+        json!(format!(
+            "Install \"microsample\" snap from \"edge\" channel from \"{short}\" cohort"
+        ))
+    );
+    let post = unit
+        .snapd_requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/v2/snaps/microsample")
+        .unwrap();
+    assert_eq!(
+        post.body,
+        format!(
+            "{{\"action\":\"install\",\"channel\":\"edge\",\"cohort-key\":\"{key}\",\"transaction\":\"per-snap\"}}"
+        )
+    );
+    let out = snap(&unit, &["list"]);
+    assert!(out.stdout.ends_with("  in-cohort\n"), "{out:?}");
+
+    // In the cohort, a plain refresh gets the pinned revision: nothing to do.
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    // Leaving the cohort gets the channel's revision of today.
+    let out = snap(&unit, &["refresh", "microsample", "--leave-cohort"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("40"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(""));
+    // Joining it again goes back to the pinned revision.
+    let out = snap(
+        &unit,
+        &["refresh", "microsample", &format!("--cohort={key}")],
+    );
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(key));
+
+    // 90 days on, the key pins the channel map of that day.
+    unit.advance_store_clock(Duration::from_secs(89 * 24 * 3600));
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    unit.advance_store_clock(Duration::from_secs(24 * 3600));
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("40"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(key));
+
+    // Same revision, leaving the cohort: a switch.
+    let out = snap(&unit, &["refresh", "microsample", "--leave-cohort"]);
+    assert_ok(&out);
+    let state = unit.snapd_state();
+    let last = state["changes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .max_by_key(|c| c["id"].as_str().unwrap().parse::<u32>().unwrap())
+        .unwrap()
+        .clone();
+    assert_eq!(last["task_kind"], "switch-snap-channel");
+    assert_eq!(
+        last["task_summary"],
+        json!(format!(
+            "Switch snap \"microsample\" away from cohort \"{short}\""
+        ))
+    );
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(""));
+}
+
+#[test]
+fn cohort_keys_the_store_refuses_and_conflicting_options() {
+    let unit = Unit::new();
+    let out = snap(
+        &unit,
+        &[
+            "install",
+            "microsample",
+            "--cohort=MSBub3QgYSByZWFsIGtleQ==",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: cannot install \"microsample\": fake store: unknown cohort key\n       \"…sIGtleQ==\"\n"
+    );
+    unit.preinstall_snap("latest/edge", free_port());
+    let key = unit.create_cohort();
+    let out = snap(
+        &unit,
+        &[
+            "refresh",
+            "microsample",
+            &format!("--cohort={key}"),
+            "--leave-cohort",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: cannot specify both cohort-key and leave-cohort\n"
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "remove", "cohort-key": key}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "cohort-key can only be specified for install, refresh, or switch"})
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "install", "leave-cohort": true}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "leave-cohort can only be specified for refresh or switch"})
+    );
+}

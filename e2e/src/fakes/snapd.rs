@@ -12,6 +12,19 @@
 //!   replace the current value; `null` clears an optional field);
 //! - `GET /fake/requests`: every snapd request received (method, path, query);
 //! - `DELETE /fake/requests`: forget them.
+//!
+//! snapd endpoints: `GET/POST /v2/snaps/<name>` (install, refresh with channel
+//! resolution, cohort-key, leave-cohort and amend, remove), `GET /v2/snaps`,
+//! `GET/PUT /v2/snaps/<name>/conf`, `GET/POST /v2/apps`, `GET /v2/changes/<id>`,
+//! `GET /v2/system-info`, `POST /v2/cohorts`. The store behind them, its channel map and
+//! its cohorts are described in [`crate::fakes::store`].
+//!
+//! Knobs of the real-world cases (fields of [`FakeState`]): `snap.sideloaded` (installed
+//! from a file: refresh refused with `snap-local` unless amend), `snap.cohort_key`,
+//! `architecture` (not amd64: `snap-architecture-not-available`), `cohorts` and
+//! `store_clock_offset` (cohort keys and the store's clock), besides `channels`,
+//! `store_down`/`store_error`, `seeding`, `conflict`, `change_fails`, `get_snap_fault`,
+//! `workload_fault`.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
