@@ -46,6 +46,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub use juju_state::{ActionState, Call, JujuState, LogRecord, Relation, StatusEntry, ToolFault};
+
+use crate::charm_dir::{self, CharmDirMode, DirSnapshot, ImmutableGuard};
 use juju_unit::UNIT_NAME;
 
 /// Default watchdog for one hook or action run.
@@ -281,6 +283,7 @@ pub struct Unit {
     /// `SNAPPY_GLOBAL_ROOT` given to hooks, for the real `snap` on the fake snapd.
     snap_root: Option<PathBuf>,
     hook_timeout: Mutex<Duration>,
+    charm_dir_mode: Mutex<CharmDirMode>,
     counter: AtomicU64,
 }
 
@@ -289,6 +292,15 @@ impl Drop for Unit {
         if let Some(snapd) = self.snapd.as_mut() {
             let _ = snapd.kill();
             let _ = snapd.wait();
+        }
+        if *self
+            .charm_dir_mode
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            != CharmDirMode::Writable
+        {
+            // The per-run guard already did; a directory left immutable cannot be removed.
+            charm_dir::clear_immutable(&self.charm_dir);
         }
     }
 }
@@ -462,6 +474,7 @@ impl Unit {
             snapd,
             snap_root: None,
             hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
+            charm_dir_mode: Mutex::new(CharmDirMode::Writable),
             counter: AtomicU64::new(0),
         }
     }
@@ -469,6 +482,46 @@ impl Unit {
     /// Changes the watchdog of later runs.
     pub fn set_hook_timeout(&self, timeout: Duration) {
         *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+    }
+
+    /// How later hook and action runs find the charm directory: writable, read-only (a
+    /// read-only bind mount in the hook's own mount namespace) or immutable (`chattr +i`
+    /// while `dispatch` runs); see [`crate::charm_dir`]. Panics, saying why, when this
+    /// machine cannot do it (read-only needs `unshare -m` as root; immutable is checked
+    /// at the next run).
+    pub fn set_charm_dir_mode(&self, mode: CharmDirMode) {
+        if mode == CharmDirMode::ReadOnly {
+            charm_dir::check_read_only_supported(&self.charm_dir);
+        }
+        *self
+            .charm_dir_mode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
+    /// The current [`CharmDirMode`].
+    pub fn charm_dir_mode(&self) -> CharmDirMode {
+        *self
+            .charm_dir_mode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every file, directory and symlink below the charm directory, with contents and
+    /// permission bits: compare two with `==` or [`DirSnapshot::diff`].
+    pub fn charm_dir_snapshot(&self) -> DirSnapshot {
+        DirSnapshot::of(&self.charm_dir)
+    }
+
+    /// Panics, listing what changed, unless the charm directory is as in `before`.
+    pub fn assert_charm_dir_unchanged(&self, before: &DirSnapshot) {
+        let changes = before.diff(&self.charm_dir_snapshot());
+        assert!(
+            changes.is_empty(),
+            "the charm directory {} changed:\n{}",
+            self.charm_dir.display(),
+            changes.join("\n")
+        );
     }
 
     // -----------------------------------------------------------------------------------
@@ -501,7 +554,7 @@ impl Unit {
         self.update_juju_state(|s| s.leader = leader);
     }
 
-    /// Makes a hook tool fail: it prints `stderr` and exits with `exit`.
+    /// Makes a hook tool fail without acting: it prints `stderr` and exits with `exit`.
     pub fn fail_tool(&self, tool: &str, exit: i32, stderr: &str) {
         self.update_juju_state(|s| {
             s.tool_faults.insert(
@@ -510,8 +563,78 @@ impl Unit {
                     exit,
                     stdout: String::new(),
                     stderr: stderr.to_string(),
+                    after_run: false,
                 },
             );
+        });
+    }
+
+    /// Makes a hook tool act, then fail: its effect is applied (a `status-set` changes the
+    /// status and the history), then it prints `stderr` and exits with `exit` (see
+    /// [`ToolFault::after_run`]). Calls the tool rejects by itself still fail its own way.
+    pub fn fail_tool_after_applying(&self, tool: &str, exit: i32, stderr: &str) {
+        self.update_juju_state(|s| {
+            s.tool_faults.insert(
+                tool.to_string(),
+                ToolFault {
+                    exit,
+                    stdout: String::new(),
+                    stderr: stderr.to_string(),
+                    after_run: true,
+                },
+            );
+        });
+    }
+
+    /// `status-set` applies the status, then fails as when jujuc loses its connection to
+    /// the agent: stderr `ERROR connection is shut down`, exit 1. Until
+    /// [`Unit::clear_tool_fault`].
+    pub fn status_set_applies_then_fails(&self) {
+        self.fail_tool_after_applying("status-set", 1, juju_state::CONNECTION_SHUT_DOWN);
+    }
+
+    /// Removes an injected fault of one hook tool.
+    pub fn clear_tool_fault(&self, tool: &str) {
+        self.update_juju_state(|s| {
+            s.tool_faults.remove(tool);
+        });
+    }
+
+    /// Sets the unit's workload status the way the unit agent does on its own (between
+    /// hooks, or around them: `maintenance`, `unknown`, `error`, `terminated`...): history
+    /// source `agent`, no hook context. Does not count as the charm having set a status.
+    pub fn set_status_as_agent(&self, status: &str, message: &str) {
+        self.record_status("agent", status, message);
+    }
+
+    /// Sets the unit's workload status the way `juju exec --unit microsample/0 --
+    /// status-set <status> <message>` does: through the hook-tool API (source `charm`), but
+    /// outside any hook of the charm (no `JUJU_DISPATCH_PATH`, context `""`). Like a
+    /// `juju exec` context, it does not change the agent's "the charm set a status" flag
+    /// that drives §1.6 of juju-contract.md (only hooks persist it). Panics on a status
+    /// `status-set` would refuse.
+    pub fn set_status_via_juju_exec(&self, status: &str, message: &str) {
+        assert!(
+            ["maintenance", "blocked", "waiting", "active"].contains(&status),
+            "status-set refuses {status:?}: expected one of [maintenance blocked waiting active]"
+        );
+        self.record_status("charm", status, message);
+    }
+
+    fn record_status(&self, source: &str, status: &str, message: &str) {
+        self.update_juju_state(|s| {
+            s.unit_status = juju_state::Status {
+                status: status.to_string(),
+                message: message.to_string(),
+                data: Map::new(),
+            };
+            s.status_history.push(StatusEntry {
+                application: false,
+                status: status.to_string(),
+                message: message.to_string(),
+                source: source.to_string(),
+                context: String::new(),
+            });
         });
     }
 
@@ -803,9 +926,22 @@ impl Unit {
         let calls_before = juju_state::read_calls(&self.state_dir).len();
         let requests_before = self.snapd_requests().len();
         let timeout = *self.hook_timeout.lock().unwrap_or_else(|e| e.into_inner());
-        let mut dispatch = self
-            .start(&self.charm_dir.join("dispatch"), &[], env)
-            .unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
+        let program = self.charm_dir.join("dispatch");
+        // Dropped (the flag removed) when the run ends, panics included.
+        let _immutable = match self.charm_dir_mode() {
+            CharmDirMode::ImmutableDir => Some(ImmutableGuard::apply(&self.charm_dir, false)),
+            CharmDirMode::Immutable => Some(ImmutableGuard::apply(&self.charm_dir, true)),
+            _ => None,
+        };
+        let started = if self.charm_dir_mode() == CharmDirMode::ReadOnly {
+            let (unshare, args) = charm_dir::read_only_command(&self.charm_dir, &program);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.start(&unshare, &args, env)
+        } else {
+            self.start(&program, &[], env)
+        };
+        let mut dispatch =
+            started.unwrap_or_else(|e| panic!("cannot run dispatch for {what}: {e}"));
         let Some(status) = dispatch.wait(timeout) else {
             let stderr = dispatch.stderr.join().unwrap_or_default();
             panic!(
@@ -942,6 +1078,66 @@ impl Unit {
         }}));
     }
 
+    /// Installs microsample from a file, as `snap install --dangerous
+    /// ./microsample_x1.snap` would have (as if done earlier): revision `x1`, no snap id,
+    /// no publisher, `channel` empty, no `tracking-channel`, listening on `port`. A
+    /// refresh of it fails with `snap-local` (`snap refresh`: `local snap "microsample" is
+    /// unknown to the store, use --amend to proceed anyway`, exit 1) unless `--amend`.
+    pub fn sideload_snap(&self, port: u16) {
+        self.snapd_put(json!({"snap": {
+            "revision": "x1",
+            "version": "0+git.57e56f2",
+            "channel": "",
+            "tracking_channel": "",
+            "sideloaded": true,
+            "cohort_key": "",
+            "config": {"port": port},
+            "enabled": true,
+            "active": true,
+        }}));
+    }
+
+    /// Replaces the fake store's channel map with [`store_with_track_1_0`] and installs
+    /// microsample (as if done earlier) tracking `1.0/stable`, listening on `port`: a
+    /// refresh with a bare risk (`--channel=edge`) then stays on track `1.0`.
+    pub fn preinstall_tracking_1_0_stable(&self, port: u16) {
+        self.set_store(store_with_track_1_0());
+        self.preinstall_snap("1.0/stable", port);
+    }
+
+    /// Makes this machine another architecture (`arm64`...): the fake store's releases
+    /// are all amd64, so installs and refreshes get `snap-architecture-not-available`
+    /// (`snap "microsample" is not available on stable for this architecture (arm64) but
+    /// exists on other architectures (amd64).`).
+    pub fn set_architecture(&self, arch: &str) {
+        self.snapd_put(json!({ "architecture": arch }));
+    }
+
+    /// Creates a cohort key for microsample as `snap create-cohort microsample` does
+    /// (`POST /v2/cohorts`): installs and refreshes with `--cohort=<key>` get the revisions
+    /// the channels have now, until [`Unit::advance_store_clock`] moves 90 days on.
+    pub fn create_cohort(&self) -> String {
+        self.fake_only("create_cohort");
+        let (status, body) = self.snapd_request(
+            "POST",
+            "/v2/cohorts",
+            Some(&json!({"action": "create", "snaps": ["microsample"]})),
+        );
+        assert_eq!(status, 200, "POST /v2/cohorts failed: {body}");
+        body["result"]["microsample"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no cohort key in {body}"))
+            .to_string()
+    }
+
+    /// Moves the fake store's clock forward (cohort keys re-pin after 90 days).
+    pub fn advance_store_clock(&self, by: Duration) {
+        let offset = self.snapd_state()["store_clock_offset"]
+            .as_u64()
+            .unwrap_or(0);
+        self.snapd_put(json!({ "store_clock_offset": offset + by.as_secs() }));
+    }
+
     /// Every snapd request received so far (excluding `/fake/...`); always empty on the
     /// real snapd, which does not record them.
     pub fn snapd_requests(&self) -> Vec<SnapdRequest> {
@@ -978,6 +1174,21 @@ impl Default for Unit {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A fake store channel map with a `1.0` track next to `latest` (microsample has no such
+/// track; the revisions and versions of `1.0/*` are made up):
+/// `latest/edge` 34 `0+git.57e56f2`, `latest/beta` 33 `0+git.49ff7aa`, `1.0/stable` 20
+/// `1.0.0`, `1.0/beta` 22 `1.0.1`, `1.0/edge` 25 `1.0.2` (`1.0/candidate` is closed and
+/// follows `1.0/stable`).
+pub fn store_with_track_1_0() -> Value {
+    json!({
+        "latest/edge": {"revision": 34, "version": "0+git.57e56f2"},
+        "latest/beta": {"revision": 33, "version": "0+git.49ff7aa"},
+        "1.0/stable": {"revision": 20, "version": "1.0.0"},
+        "1.0/beta": {"revision": 22, "version": "1.0.1"},
+        "1.0/edge": {"revision": 25, "version": "1.0.2"},
+    })
 }
 
 /// A process started by [`Unit::start`].

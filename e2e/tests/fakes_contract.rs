@@ -1405,3 +1405,973 @@ fn the_harness_finds_fake_juju_and_dispatch() {
         "no JUJU_DISPATCH_PATH: usage error"
     );
 }
+
+// =======================================================================================
+// Real-world cases the harness can stage (issue "truth")
+
+// --- statuses changed by others ---------------------------------------------------------
+
+#[test]
+fn statuses_set_by_the_agent_and_by_juju_exec() {
+    let unit = Unit::new();
+    unit.set_status_as_agent("error", "hook failed: \"config-changed\"");
+    assert_eq!(
+        unit.status(),
+        (
+            "error".to_string(),
+            "hook failed: \"config-changed\"".to_string()
+        )
+    );
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!((last.source.as_str(), last.context.as_str()), ("agent", ""));
+    // The charm sees it through status-get.
+    let out = tool(&unit, "status-get", &["--include-data", "--format=json"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "{\"message\":\"hook failed: \\\"config-changed\\\"\",\"status\":\"error\",\"status-data\":{}}\n"
+    );
+
+    unit.set_status_via_juju_exec("blocked", "operator says no");
+    assert_eq!(
+        unit.status(),
+        ("blocked".to_string(), "operator says no".to_string())
+    );
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!((last.source.as_str(), last.context.as_str()), ("charm", ""));
+    // Neither counts as a status-set of a hook: `start` still gets the agent's `unknown`
+    // if the charm never set one (juju-contract.md §1.6).
+    assert!(!unit.juju_state().status_set_ever);
+    // Neither is a hook-tool call of the charm.
+    assert!(unit.all_calls().iter().all(|c| c.tool == "status-get"));
+}
+
+#[test]
+fn status_set_that_applies_then_fails() {
+    let unit = Unit::new();
+    unit.status_set_applies_then_fails();
+    let out = tool(&unit, "status-set", &["active", "Ready"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, "ERROR connection is shut down\n");
+    assert_eq!(out.stdout, "");
+    // ... but the agent did set it.
+    assert_eq!(unit.status(), ("active".to_string(), "Ready".to_string()));
+    let last = unit.status_history().pop().unwrap();
+    assert_eq!(
+        (last.source.as_str(), last.context.as_str()),
+        ("charm", "hooks/test")
+    );
+    assert!(unit.juju_state().status_set_ever);
+    assert_eq!(unit.all_calls().last().unwrap().exit, Some(1));
+    // A call status-set itself refuses fails its own way, and changes nothing.
+    assert_init_error(
+        &tool(&unit, "status-set", &["bogus"]),
+        "invalid status \"bogus\", expected one of [maintenance blocked waiting active]",
+    );
+    assert_eq!(unit.status().0, "active");
+    // --application of a non-leader is refused by the agent: not applied, its own error.
+    unit.set_leader(false);
+    assert_run_error(
+        &tool(&unit, "status-set", &["--application", "blocked"]),
+        "this unit is not the leader",
+    );
+    unit.clear_tool_fault("status-set");
+    assert_ok(&tool(&unit, "status-set", &["waiting", "again"]));
+    assert_eq!(unit.status(), ("waiting".to_string(), "again".to_string()));
+}
+
+// --- read-only and immutable charm directory --------------------------------------------
+
+/// Replaces the charm's dispatch with a probe that tries to write in the charm directory
+/// (relative to its working directory and through `$CHARM_DIR`) and says what failed.
+fn probe_dispatch(unit: &Unit) {
+    use std::os::unix::fs::PermissionsExt;
+    let dispatch = unit.charm_dir.join("dispatch");
+    std::fs::remove_file(&dispatch).unwrap();
+    std::fs::write(
+        &dispatch,
+        "#!/bin/sh\n\
+         touch created || echo 'create failed'\n\
+         (echo x >> metadata.yaml) || echo 'append failed'\n\
+         rm -f manifest.yaml || echo 'remove failed'\n\
+         touch \"$CHARM_DIR/abs\" || echo 'create through CHARM_DIR failed'\n\
+         exit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn immutable_flag(path: &std::path::Path) -> bool {
+    let out = Command::new("lsattr").arg("-d").arg(path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().unwrap().contains('i')
+}
+
+#[test]
+fn a_writable_charm_dir_and_its_snapshot_diff() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    let before = unit.charm_dir_snapshot();
+    assert!(before
+        .entries
+        .contains_key(std::path::Path::new("metadata.yaml")));
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "");
+    let diff = before.diff(&unit.charm_dir_snapshot());
+    assert_eq!(diff.len(), 4, "{diff:#?}");
+    assert!(
+        diff[0].starts_with("removed manifest.yaml: file 644"),
+        "{diff:#?}"
+    );
+    assert!(
+        diff[1].starts_with("changed metadata.yaml: file 644"),
+        "{diff:#?}"
+    );
+    assert!(diff[1].ends_with(": \"x\\n\")"), "{diff:#?}");
+    assert_eq!(diff[2], "added abs: file 644, 0 bytes: \"\"");
+    assert_eq!(diff[3], "added created: file 644, 0 bytes: \"\"");
+    let panicked = std::panic::catch_unwind(|| unit.assert_charm_dir_unchanged(&before));
+    assert!(panicked.is_err());
+}
+
+#[test]
+fn a_read_only_charm_dir_refuses_every_write_of_the_hook_only() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::ReadOnly);
+    let before = unit.charm_dir_snapshot();
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "create failed\nappend failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        run.stderr.matches("Read-only file system").count(),
+        4,
+        "{run:?}"
+    );
+    unit.assert_charm_dir_unchanged(&before);
+    // The test (and everything outside the hook) still has a writable directory.
+    std::fs::write(unit.charm_dir.join("by-the-test"), "x").unwrap();
+    // Hook tools still work (their state is outside the charm directory).
+    std::fs::write(
+        unit.charm_dir.join("dispatch"),
+        "#!/bin/sh\nexec status-set active 'from a read-only dir'\n",
+    )
+    .unwrap();
+    assert_eq!(unit.run_hook("update-status").exit, Some(0));
+    assert_eq!(unit.status().1, "from a read-only dir");
+}
+
+#[test]
+fn an_immutable_charm_dir_refuses_writes_while_the_hook_runs() {
+    let unit = Unit::new();
+    probe_dispatch(&unit);
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::Immutable);
+    let before = unit.charm_dir_snapshot();
+    let run = unit.run_hook("update-status");
+    assert_eq!(run.exit, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "create failed\nappend failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        run.stderr.matches("Operation not permitted").count(),
+        4,
+        "{run:?}"
+    );
+    unit.assert_charm_dir_unchanged(&before);
+    // The flag is gone once the hook has ended.
+    assert!(!immutable_flag(&unit.charm_dir));
+    assert!(!immutable_flag(&unit.charm_dir.join("metadata.yaml")));
+
+    // Only the directory: no new, removed or renamed entry, but files can be rewritten.
+    unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::ImmutableDir);
+    let run = unit.run_hook("update-status");
+    assert_eq!(
+        run.stdout,
+        "create failed\nremove failed\ncreate through CHARM_DIR failed\n"
+    );
+    assert_eq!(
+        before.diff(&unit.charm_dir_snapshot()).len(),
+        1,
+        "only metadata.yaml was appended to"
+    );
+}
+
+#[test]
+fn the_immutable_flag_is_removed_when_the_harness_panics() {
+    let root;
+    {
+        let unit = Unit::new();
+        root = unit.root.clone();
+        std::fs::remove_file(unit.charm_dir.join("dispatch")).unwrap();
+        std::fs::write(unit.charm_dir.join("dispatch"), "#!/bin/sh\nsleep 30\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            unit.charm_dir.join("dispatch"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::Immutable);
+        unit.set_hook_timeout(Duration::from_millis(500));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            unit.run_hook("update-status")
+        }));
+        assert!(result.is_err(), "the run past its deadline panics");
+        assert!(!immutable_flag(&unit.charm_dir));
+        std::fs::write(unit.charm_dir.join("after"), "x").unwrap();
+    }
+    assert!(!root.exists(), "the unit's directory was removed");
+}
+
+// --- something else on the workload's port ----------------------------------------------
+
+fn local(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn port_holder_silent_accepts_and_never_answers() {
+    use std::io::Read;
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::silent(port);
+    let mut client = std::net::TcpStream::connect(local(port)).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let err = client.read(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err:?}"
+    );
+    assert_eq!(holder.accepted(), 1);
+    drop(holder);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut buf).unwrap_or(0), 0, "closed on drop");
+    assert!(
+        std::net::TcpStream::connect(local(port)).is_err(),
+        "port freed"
+    );
+}
+
+#[test]
+fn port_holder_never_accepting_makes_connect_hang() {
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::never_accepting(port);
+    let start = Instant::now();
+    let err = std::net::TcpStream::connect_timeout(&local(port), Duration::from_millis(1500))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err:?}");
+    assert!(start.elapsed() >= Duration::from_millis(1400));
+    assert_eq!(holder.accepted(), 0);
+    drop(holder);
+    assert!(
+        std::net::TcpStream::connect(local(port)).is_err(),
+        "port freed"
+    );
+}
+
+#[test]
+fn port_holder_dripping_sends_a_byte_a_second() {
+    use std::io::Read;
+    let port = free_port();
+    let _holder = microsample_e2e::PortHolder::dripping(port);
+    let mut client = std::net::TcpStream::connect(local(port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    while got.len() < 3 {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"HTT");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn port_holder_answering_with_any_status_and_body() {
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::answering(port, 404, "not microsample");
+    let unit = Unit::new();
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((404, "not microsample".to_string()))
+    );
+    drop(holder);
+    let _holder = microsample_e2e::PortHolder::answering(port, 500, "<h1>boom</h1>");
+    let resp = microsample_e2e::http::tcp_request(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 500);
+    assert_eq!(resp.text(), "<h1>boom</h1>");
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[test]
+fn microsample_cannot_start_on_a_taken_port_and_snapd_says_inactive() {
+    let unit = Unit::new();
+    let port = free_port();
+    let holder = microsample_e2e::PortHolder::answering(port, 404, "someone else");
+    // Installed earlier, configured on the taken port: Flask cannot bind 0.0.0.0:<port>.
+    unit.preinstall_snap("latest/edge", port);
+    let app_of = |unit: &Unit| {
+        let (status, body) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+        assert_eq!(status, 200);
+        body["result"]["apps"][0].clone()
+    };
+    assert_eq!(
+        app_of(&unit),
+        json!({"snap": "microsample", "name": "microsample", "daemon": "simple",
+               "daemon-scope": "system", "enabled": true}),
+        "`active` is omitted for a service that is not running"
+    );
+    let workload = unit.snapd_state()["workload"].clone();
+    assert_eq!(workload["running"], json!(false));
+    assert_eq!(
+        workload["error"],
+        json!(format!(
+            "Address already in use\nPort {port} is in use by another program. Either \
+             identify and stop that program, or start the server with a different port."
+        ))
+    );
+    // `snap start` of a simple service succeeds (systemd started the process), yet the
+    // service is not active: it died at once.
+    let out = snap(&unit, &["start", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(out.stdout, "Started.\n");
+    assert!(app_of(&unit).get("active").is_none());
+    let (_, apps) = unit.snapd_request("GET", "/v2/apps?select=service", None);
+    assert!(apps["result"][0].get("active").is_none(), "{apps}");
+    // The port answers, but not as microsample.
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((404, "someone else".to_string()))
+    );
+    // Once the port is free, nothing restarts it by itself (systemd gave up: start limit);
+    // a restart does.
+    drop(holder);
+    assert!(app_of(&unit).get("active").is_none());
+    assert_ok(&snap(&unit, &["restart", "microsample"]));
+    assert_eq!(app_of(&unit)["active"], json!(true));
+    assert_eq!(
+        unit.workload_get(port, "/"),
+        Some((200, "Online".to_string()))
+    );
+}
+
+// --- channels the store cannot serve: risk, branch, track, architecture ------------------
+
+/// `POST /v2/snaps/microsample` with `body`: (HTTP status, `result`).
+fn post_snap(unit: &Unit, body: Value) -> (u16, Value) {
+    let (status, v) = unit.snapd_request("POST", "/v2/snaps/microsample", Some(&body));
+    (status, v["result"].clone())
+}
+
+/// The `value` of snapd's `snap-channel-not-available` for microsample.
+fn not_available_value(action: &str, channel: &str, releases: &[&str]) -> Value {
+    json!({
+        "snap-name": "microsample",
+        "action": action,
+        "channel": channel,
+        "architecture": "amd64",
+        "releases": releases
+            .iter()
+            .map(|c| json!({"architecture": "amd64", "channel": c}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+const TRACK_1_0_RELEASES: [&str; 5] = ["beta", "edge", "1.0/stable", "1.0/beta", "1.0/edge"];
+
+#[test]
+fn install_from_channels_the_store_cannot_serve() {
+    let unit = Unit::new();
+    unit.set_store(microsample_e2e::store_with_track_1_0());
+    let cases: [(&str, &str); 5] = [
+        // (a) a risk with no revision (latest has only beta and edge)
+        (
+            "latest/stable",
+            "error: snap \"microsample\" is not available on stable but is available to\n       \
+             install on the following channels:\n\n       \
+             beta       snap install --beta microsample\n       \
+             edge       snap install --edge microsample\n\n       \
+             Please be mindful pre-release channels may include features not\n       \
+             completely tested or implemented. Get more information with 'snap info\n       \
+             microsample'.\n",
+        ),
+        // (b) a branch that does not exist, on a track/risk that has a revision
+        (
+            "edge/hotfix",
+            "error: requested a non-existing branch on latest/edge for snap \"microsample\":\n       \
+             hotfix\n",
+        ),
+        // (b) ... and on a track/risk that has none
+        (
+            "2.0/edge/hotfix",
+            "error: requested a non-existing branch for snap \"microsample\": 2.0/edge/hotfix\n",
+        ),
+        // (c) a track that does not exist, the risk available on others
+        (
+            "2.0/edge",
+            "error: snap \"microsample\" is not available on 2.0/edge but is available to\n       \
+             install on the following tracks:\n\n       \
+             latest/beta  snap install --beta microsample\n       \
+             latest/edge  snap install --edge microsample\n       \
+             1.0/stable   snap install --channel=1.0 microsample\n       \
+             1.0/beta     snap install --channel=1.0/beta microsample\n       \
+             1.0/edge     snap install --channel=1.0/edge microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+        // (c) a track given alone is its stable risk
+        (
+            "3.0",
+            "error: snap \"microsample\" is not available on 3.0/stable but is available to\n       \
+             install on the following tracks:\n\n       \
+             1.0/stable  snap install --channel=1.0 microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+    ];
+    for (channel, stderr) in cases {
+        let out = snap(
+            &unit,
+            &["install", "microsample", &format!("--channel={channel}")],
+        );
+        assert_eq!(out.code, 1, "{channel}: {out:?}");
+        assert_eq!(out.stdout, "", "{channel}");
+        assert_eq!(out.stderr, stderr, "{channel}");
+        let (status, result) = post_snap(&unit, json!({"action": "install", "channel": channel}));
+        assert_eq!(status, 404, "{channel}");
+        assert_eq!(
+            result,
+            json!({"message": "no snap revision on specified channel",
+                   "kind": "snap-channel-not-available",
+                   "value": not_available_value("install", channel, &TRACK_1_0_RELEASES)}),
+            "{channel}"
+        );
+    }
+    assert!(unit.snapd_state()["snap"].is_null());
+    assert!(unit.snapd_state()["changes"]
+        .as_object()
+        .is_none_or(|c| c.is_empty()));
+
+    // (c) a track that does not exist, and no release of the risk anywhere.
+    unit.set_store(json!({"latest/edge": {"revision": 34, "version": "0+git.57e56f2"}}));
+    let out = snap(&unit, &["install", "microsample", "--channel=2.0/stable"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on 2.0/stable but other tracks\n       \
+         exist.\n\n       \
+         Please be mindful that different tracks may include different features.\n       \
+         Get more information with 'snap info microsample'.\n"
+    );
+}
+
+#[test]
+fn refresh_to_channels_the_store_cannot_serve() {
+    let unit = Unit::new();
+    unit.preinstall_tracking_1_0_stable(free_port());
+    // The requested channel is resolved against the tracked one first (`1.0/...`).
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "edge/hotfix",
+            "1.0/edge/hotfix",
+            "error: requested a non-existing branch on 1.0/edge for snap \"microsample\":\n       \
+             hotfix\n",
+        ),
+        (
+            "latest/stable",
+            "latest/stable",
+            "error: snap \"microsample\" is not available on stable but is available to\n       \
+             install on the following channels:\n\n       \
+             beta       snap refresh --beta microsample\n       \
+             edge       snap refresh --edge microsample\n\n       \
+             Please be mindful pre-release channels may include features not\n       \
+             completely tested or implemented. Get more information with 'snap info\n       \
+             microsample'.\n",
+        ),
+        (
+            "2.0/candidate",
+            "2.0/candidate",
+            "error: snap \"microsample\" is not available on 2.0/candidate but is available to\n       \
+             install on the following tracks:\n\n       \
+             1.0/stable  snap refresh --channel=1.0 microsample\n\n       \
+             Please be mindful that different tracks may include different features.\n       \
+             Get more information with 'snap info microsample'.\n",
+        ),
+    ];
+    for (requested, resolved, stderr) in cases {
+        let out = snap(
+            &unit,
+            &["refresh", "microsample", &format!("--channel={requested}")],
+        );
+        assert_eq!(out.code, 1, "{requested}: {out:?}");
+        assert_eq!(out.stderr, stderr, "{requested}");
+        let (status, result) = post_snap(&unit, json!({"action": "refresh", "channel": requested}));
+        assert_eq!(status, 404);
+        assert_eq!(result["kind"], "snap-channel-not-available", "{requested}");
+        assert_eq!(
+            result["value"],
+            not_available_value("refresh", resolved, &TRACK_1_0_RELEASES),
+            "{requested}"
+        );
+    }
+    // Nothing moved.
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("1.0/stable"));
+    assert_eq!(snap_field(&unit, "revision"), json!("20"));
+}
+
+#[test]
+fn another_architecture_gets_architecture_not_available() {
+    let unit = Unit::new();
+    unit.set_architecture("arm64");
+    let (_, info) = unit.snapd_request("GET", "/v2/system-info", None);
+    assert_eq!(info["result"]["architecture"], "arm64");
+    let out = snap(&unit, &["install", "microsample", "--edge"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on edge for this architecture\n       \
+         (arm64) but exists on other architectures (amd64).\n"
+    );
+    let out = snap(&unit, &["install", "microsample"]);
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" is not available on this architecture (arm64) but\n       \
+         exists on other architectures (amd64).\n"
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "install", "channel": "edge"}));
+    assert_eq!(status, 404);
+    assert_eq!(
+        result,
+        json!({"message": "no snap revision on specified architecture",
+               "kind": "snap-architecture-not-available",
+               "value": {"snap-name": "microsample", "action": "install", "channel": "edge",
+                         "architecture": "arm64",
+                         "releases": [{"architecture": "amd64", "channel": "beta"},
+                                      {"architecture": "amd64", "channel": "edge"}]}})
+    );
+}
+
+// --- a sideloaded snap ------------------------------------------------------------------
+
+#[test]
+fn a_sideloaded_snap_is_unknown_to_the_store() {
+    let unit = Unit::new();
+    let port = free_port();
+    unit.sideload_snap(port);
+    let (status, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(status, 200);
+    let snap_obj = v["result"].as_object().unwrap().clone();
+    assert_eq!(snap_obj["id"], "");
+    assert_eq!(snap_obj["revision"], "x1");
+    assert_eq!(snap_obj["channel"], "");
+    assert_eq!(snap_obj["developer"], "");
+    for absent in ["tracking-channel", "publisher", "title", "cohort-key"] {
+        assert!(!snap_obj.contains_key(absent), "{absent}: {v}");
+    }
+    assert_eq!(
+        snap_obj["mounted-from"],
+        "/var/lib/snapd/snaps/microsample_x1.snap"
+    );
+    assert_eq!(snap_obj["apps"][0]["active"], true);
+    assert_eq!(
+        wait_for(|| unit.workload_get(port, "/")),
+        Some((200, "Online".to_string()))
+    );
+
+    // A refresh, with or without a channel, is refused: exit 1.
+    for args in [
+        &["refresh", "microsample", "--channel=edge"][..],
+        &["refresh", "microsample"][..],
+    ] {
+        let out = snap(&unit, args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert_eq!(
+            out.stderr,
+            "error: local snap \"microsample\" is unknown to the store, use --amend to proceed\n       \
+             anyway\n"
+        );
+    }
+    let (status, result) = post_snap(&unit, json!({"action": "refresh", "channel": "edge"}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "cannot perform operation on local snap", "kind": "snap-local", "value": ""})
+    );
+    // `snap list`: nothing tracked, no publisher.
+    let out = snap(&unit, &["list"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "Name         Version        Rev  Tracking  Publisher  Notes\n\
+         microsample  0+git.57e56f2  x1   -         -          -\n"
+    );
+    // Installing from the store does not replace it.
+    let out = snap(&unit, &["install", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" is already installed, see 'snap help refresh'\n"
+    );
+    assert_eq!(snap_field(&unit, "revision"), json!("x1"));
+
+    // --amend asks the store to install it from the channel ("install" action).
+    let (status, result) = post_snap(
+        &unit,
+        json!({"action": "refresh", "channel": "candidate", "amend": true}),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        result["value"],
+        not_available_value("install", "candidate", &["beta", "edge"])
+    );
+    let out = snap(&unit, &["refresh", "microsample", "--amend"]);
+    assert_eq!(out.code, 1, "no channel: the store's stable, empty here");
+    assert_eq!(
+        out.stderr,
+        "error: snap \"microsample\" not available as specified (see 'snap info\n       \
+         microsample')\n"
+    );
+    let out = snap(
+        &unit,
+        &["refresh", "microsample", "--channel=edge", "--amend"],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (edge) 0+git.57e56f2 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(v["result"]["id"], "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX");
+    assert_eq!(v["result"]["tracking-channel"], "latest/edge");
+    assert_eq!(v["result"]["revision"], "34");
+    assert_eq!(v["result"]["publisher"]["username"], "erik78se");
+}
+
+// --- a bare risk keeps the tracked track -------------------------------------------------
+
+#[test]
+fn a_bare_risk_keeps_the_tracked_track() {
+    let unit = Unit::new();
+    // Nothing tracked yet: a bare risk is on latest.
+    let (status, _) = post_snap(&unit, json!({"action": "install", "channel": "beta"}));
+    assert_eq!(status, 202);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
+
+    let unit = Unit::new();
+    unit.preinstall_tracking_1_0_stable(free_port());
+    let change_of = |unit: &Unit| {
+        let state = unit.snapd_state();
+        let changes = state["changes"].as_object().unwrap();
+        let last = changes
+            .values()
+            .max_by_key(|c| c["id"].as_str().unwrap().parse::<u32>().unwrap())
+            .unwrap();
+        (
+            last["summary"].as_str().unwrap().to_string(),
+            last["task_summary"].as_str().unwrap().to_string(),
+        )
+    };
+
+    let out = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/edge) 1.0.2 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("1.0/edge"));
+    assert_eq!(snap_field(&unit, "revision"), json!("25"));
+    assert_eq!(
+        change_of(&unit),
+        (
+            "Refresh \"microsample\" snap from \"edge\" channel".to_string(),
+            "Download snap \"microsample\" (25) from channel \"1.0/edge\"".to_string()
+        )
+    );
+
+    // The risk flags are bare risks too; a closed risk follows the track's more stable one.
+    let out = snap(&unit, &["refresh", "microsample", "--candidate"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/stable) 1.0.0 from Erik Lonroth (erik78se) refreshed\n\
+         Channel 1.0/candidate for microsample is closed; temporarily forwarding to 1.0/stable.\n"
+    );
+    assert_eq!(
+        snap_field(&unit, "tracking_channel"),
+        json!("1.0/candidate")
+    );
+
+    // Same revision, other channel: a switch, which also rewrites `channel`.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=stable"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (1.0/stable) 1.0.0 from Erik Lonroth (erik78se) refreshed\n"
+    );
+    assert_eq!(
+        change_of(&unit).1,
+        "Switch snap \"microsample\" from channel \"1.0/candidate\" to \"1.0/stable\""
+    );
+    assert_eq!(snap_field(&unit, "channel"), json!("1.0/stable"));
+
+    // A fully qualified channel is taken as it is.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=latest/edge"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/edge"));
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    // ... and now a bare risk stays on latest.
+    let out = snap(&unit, &["refresh", "microsample", "--channel=edge"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    let (status, _) = post_snap(&unit, json!({"action": "refresh", "channel": "beta"}));
+    assert_eq!(status, 202);
+    assert_eq!(snap_field(&unit, "tracking_channel"), json!("latest/beta"));
+}
+
+// --- cohorts ----------------------------------------------------------------------------
+
+fn decode_base64(s: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn snap_create_cohort_prints_the_keys_as_yaml() {
+    let unit = Unit::new();
+    let out = snap(&unit, &["create-cohort", "microsample"]);
+    assert_ok(&out);
+    let key = out
+        .stdout
+        .strip_prefix("cohorts:\n  microsample:\n    cohort-key: ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    // Shaped like the store's: base64("1 <snap-id> <unix time> <64 hex digits>").
+    let decoded = decode_base64(key);
+    let parts: Vec<&str> = decoded.split(' ').collect();
+    assert_eq!(parts.len(), 4, "{decoded}");
+    assert_eq!(parts[..2], ["1", "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX"]);
+    assert!(parts[2].parse::<u64>().is_ok());
+    assert_eq!(parts[3].len(), 64);
+    assert!(unit.snapd_state()["cohorts"][key].is_object());
+    // A second key is another key.
+    assert_ne!(unit.create_cohort(), key);
+
+    let out = snap(&unit, &["create-cohort", "microsample", "other-snap"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, "error: cannot create cohorts: snap not found\n");
+    let out = snap(&unit, &["create-cohort"]);
+    assert_eq!(out.code, 64);
+    assert_eq!(
+        out.stderr,
+        "error: the required argument `<snap> (at least 1 argument)` was not provided\n"
+    );
+    let cohorts = |body: Value| {
+        let (status, v) = unit.snapd_request("POST", "/v2/cohorts", Some(&body));
+        (status, v["result"].clone())
+    };
+    assert_eq!(
+        cohorts(json!({"action": "create", "snaps": []})),
+        (200, json!({}))
+    );
+    assert_eq!(
+        cohorts(json!({"action": "delete", "snaps": ["microsample"]})),
+        (400, json!({"message": "unknown cohort action \"delete\""}))
+    );
+    unit.set_store_down(true);
+    assert_eq!(
+        cohorts(json!({"action": "create", "snaps": ["microsample"]})),
+        (
+            500,
+            json!({"message": "Post \"https://api.snapcraft.io/v2/cohorts\": dial tcp: lookup api.snapcraft.io on 10.255.255.53:53: no such host"})
+        )
+    );
+}
+
+#[test]
+fn a_cohort_pins_the_revisions_of_its_creation_for_90_days() {
+    let unit = Unit::new();
+    let key = unit.create_cohort();
+    let short = format!("…{}", &key[key.len() - 9..]);
+    // The publisher releases a new edge revision after the key was made.
+    unit.set_store(json!({
+        "latest/edge": {"revision": 40, "version": "0+git.1111111"},
+        "latest/beta": {"revision": 33, "version": "0+git.49ff7aa"},
+    }));
+    let out = snap(
+        &unit,
+        &[
+            "install",
+            "microsample",
+            "--edge",
+            &format!("--cohort={key}"),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        out.stdout,
+        "microsample (edge) 0+git.57e56f2 from Erik Lonroth (erik78se) installed\n"
+    );
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    let (_, v) = unit.snapd_request("GET", "/v2/snaps/microsample", None);
+    assert_eq!(v["result"]["cohort-key"], json!(key));
+    let state = unit.snapd_state();
+    assert_eq!(
+        state["changes"]["1"]["summary"],
+        json!(format!(
+            "Install \"microsample\" snap from \"edge\" channel from \"{short}\" cohort"
+        ))
+    );
+    let post = unit
+        .snapd_requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/v2/snaps/microsample")
+        .unwrap();
+    assert_eq!(
+        post.body,
+        format!(
+            "{{\"action\":\"install\",\"channel\":\"edge\",\"cohort-key\":\"{key}\",\"transaction\":\"per-snap\"}}"
+        )
+    );
+    let out = snap(&unit, &["list"]);
+    assert!(out.stdout.ends_with("  in-cohort\n"), "{out:?}");
+
+    // In the cohort, a plain refresh gets the pinned revision: nothing to do.
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    // Leaving the cohort gets the channel's revision of today.
+    let out = snap(&unit, &["refresh", "microsample", "--leave-cohort"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("40"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(""));
+    // Joining it again goes back to the pinned revision.
+    let out = snap(
+        &unit,
+        &["refresh", "microsample", &format!("--cohort={key}")],
+    );
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("34"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(key));
+
+    // 90 days on, the key pins the channel map of that day.
+    unit.advance_store_clock(Duration::from_secs(89 * 24 * 3600));
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_eq!(
+        out.stderr,
+        "snap \"microsample\" has no updates available\n"
+    );
+    unit.advance_store_clock(Duration::from_secs(24 * 3600));
+    let out = snap(&unit, &["refresh", "microsample"]);
+    assert_ok(&out);
+    assert_eq!(snap_field(&unit, "revision"), json!("40"));
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(key));
+
+    // Same revision, leaving the cohort: a switch.
+    let out = snap(&unit, &["refresh", "microsample", "--leave-cohort"]);
+    assert_ok(&out);
+    let state = unit.snapd_state();
+    let last = state["changes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .max_by_key(|c| c["id"].as_str().unwrap().parse::<u32>().unwrap())
+        .unwrap()
+        .clone();
+    assert_eq!(last["task_kind"], "switch-snap-channel");
+    assert_eq!(
+        last["task_summary"],
+        json!(format!(
+            "Switch snap \"microsample\" away from cohort \"{short}\""
+        ))
+    );
+    assert_eq!(snap_field(&unit, "cohort_key"), json!(""));
+}
+
+#[test]
+fn cohort_keys_the_store_refuses_and_conflicting_options() {
+    let unit = Unit::new();
+    let out = snap(
+        &unit,
+        &[
+            "install",
+            "microsample",
+            "--cohort=MSBub3QgYSByZWFsIGtleQ==",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: cannot install \"microsample\": fake store: unknown cohort key\n       \"…sIGtleQ==\"\n"
+    );
+    unit.preinstall_snap("latest/edge", free_port());
+    let key = unit.create_cohort();
+    let out = snap(
+        &unit,
+        &[
+            "refresh",
+            "microsample",
+            &format!("--cohort={key}"),
+            "--leave-cohort",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: cannot specify both cohort-key and leave-cohort\n"
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "remove", "cohort-key": key}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "cohort-key can only be specified for install, refresh, or switch"})
+    );
+    let (status, result) = post_snap(&unit, json!({"action": "install", "leave-cohort": true}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        result,
+        json!({"message": "leave-cohort can only be specified for refresh or switch"})
+    );
+}

@@ -176,7 +176,8 @@ fn invoke(
         Ok(s) => s,
         Err(e) => return (1, String::new(), format!("ERROR {e}\n"), None),
     };
-    if let Some(fault) = snapshot.tool_faults.get(tool) {
+    let fault = snapshot.tool_faults.get(tool).cloned();
+    if let Some(fault) = fault.as_ref().filter(|f| !f.after_run) {
         return (fault.exit, fault.stdout.clone(), fault.stderr.clone(), None);
     }
     let mut ctx = Ctx {
@@ -207,7 +208,11 @@ fn invoke(
             1
         }
     };
-    (code, ctx.stdout, ctx.stderr, ctx.stdin)
+    match fault {
+        // Applied, then the answer was lost.
+        Some(fault) if code == 0 => (fault.exit, fault.stdout, fault.stderr, ctx.stdin),
+        _ => (code, ctx.stdout, ctx.stderr, ctx.stdin),
+    }
 }
 
 fn usage(tool: &str) -> String {

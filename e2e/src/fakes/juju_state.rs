@@ -65,10 +65,12 @@ pub struct StatusEntry {
     pub application: bool,
     pub status: String,
     pub message: String,
-    /// `"charm"` (set by `status-set`) or `"agent"` (set by the harness playing the unit
-    /// agent around hooks, juju-contract.md §1.6).
+    /// `"charm"` (set by `status-set`, in a hook or through `juju exec`) or `"agent"` (set by
+    /// the harness playing the unit agent around hooks, juju-contract.md §1.6, or between
+    /// hooks).
     pub source: String,
-    /// `JUJU_DISPATCH_PATH` of the hook that made the change (`hooks/install`, ...).
+    /// `JUJU_DISPATCH_PATH` of the hook that made the change (`hooks/install`, ...); `""`
+    /// outside any hook or action of the charm (`juju exec`, the agent between hooks).
     pub context: String,
 }
 
@@ -175,15 +177,26 @@ impl Relation {
     }
 }
 
-/// Make a hook tool fail without running it: it prints `stdout`/`stderr` verbatim and
-/// exits with `exit`.
+/// Make a hook tool fail: it prints `stdout`/`stderr` verbatim and exits with `exit`.
+///
+/// By default the tool fails without running (the agent never got the request). With
+/// `after_run`, the tool runs first and its effect is applied (a `status-set` changes the
+/// status), then it fails anyway, like a jujuc whose connection to the agent broke after
+/// the agent acted (`ERROR connection is shut down`, exit 1); a call that the tool itself
+/// rejects (bad arguments) still fails with the tool's own error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ToolFault {
     pub exit: i32,
     pub stdout: String,
     pub stderr: String,
+    /// Apply the call, then fail.
+    pub after_run: bool,
 }
+
+/// What jujuc prints when its RPC connection to the unit agent is lost mid-call (Go's
+/// `net/rpc` `ErrShutdown`, reported by jujuc as `ERROR <error>` with exit 1).
+pub const CONNECTION_SHUT_DOWN: &str = "ERROR connection is shut down\n";
 
 /// Everything the fake hook tools know about the unit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The fakes `fake-juju` plays (`src/bin/fake-juju.rs` dispatches on its name): the Juju
 //! hook tools ([`hook_tools`], state in [`juju_state`]), the `snap` CLI ([`snap_cli`]), snapd
-//! with its fake store ([`snapd`]) and the microsample service it supervises
+//! with its fake store ([`snapd`], [`store`]) and the microsample service it supervises
 //! ([`workload`]). They reproduce the real texts, JSON and exit codes
 //! (shared/reference/juju-contract.md, snapd.md); `tests/fakes_contract.rs` pins them.
 
@@ -12,4 +12,5 @@ pub mod juju_state;
 pub mod output;
 pub mod snap_cli;
 pub mod snapd;
+pub mod store;
 pub mod workload;

@@ -312,6 +312,7 @@ fn usage(command: &str) -> String {
         "get" => " <snap> [<key>...]",
         "start" | "stop" | "restart" => " <service>...",
         "list" => " [<snap>...]",
+        "create-cohort" => " <snap>...",
         _ => "",
     };
     format!("Usage:\n  snap {command} [{command}-OPTIONS]{args}\n")
@@ -333,6 +334,7 @@ fn run(args: &[String], io: &mut Io) -> Res {
         "get" => cmd_get(&client, rest, io),
         "start" | "stop" | "restart" => cmd_service(&client, command, rest, io),
         "list" => cmd_list(&client, rest, io),
+        "create-cohort" => cmd_create_cohort(&client, rest, io),
         "--help" | "-h" | "help" => {
             io.stdout.push_str("Usage:\n  snap [OPTIONS] <command>\n");
             return Ok(());
@@ -766,6 +768,10 @@ fn error_to_cmd_message(
             err.message.clone()
         }
         "network-timeout" => "unable to contact snap store".to_string(),
+        "snap-local" => format!(
+            "local snap {} is unknown to the store, use --amend to proceed anyway",
+            quote(&snap_name)
+        ),
         _ => err.message.clone(),
     };
     let msg = fill(&msg, "error: ".len());
@@ -1448,6 +1454,41 @@ fn cmd_service(client: &Client, action: &str, args: &[String], io: &mut Io) -> R
     Ok(())
 }
 
+/// `snap create-cohort <snap>...` (`cmd/snap/cmd_create_cohort.go`): `POST /v2/cohorts`,
+/// then the keys as YAML (`gopkg.in/yaml.v2`: map keys sorted, plain scalars).
+fn cmd_create_cohort(client: &Client, args: &[String], io: &mut Io) -> Res {
+    let opts = parse_opts(&[], args)?;
+    if opts.positional.is_empty() {
+        return Err(Failure::Usage(
+            "the required argument `<snap> (at least 1 argument)` was not provided".to_string(),
+        ));
+    }
+    let body = go_json(&json!({"action": "create", "snaps": opts.positional}));
+    // `client.CreateCohorts` wraps every error ("cannot create cohorts: %w"), so it is not a
+    // `*client.Error` for `errorToCmdMessage` and is printed as it is.
+    let cohorts = match client.call("POST", "/v2/cohorts", Some(&body)) {
+        Ok(env) => env.result,
+        Err(f) => {
+            return Err(Failure::Plain(format!(
+                "cannot create cohorts: {}",
+                f.message()
+            )))
+        }
+    };
+    let Some(map) = cohorts.as_object().filter(|m| !m.is_empty()) else {
+        return Ok(());
+    };
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    io.stdout.push_str("cohorts:\n");
+    for name in names {
+        let key = map[name].as_str().unwrap_or("");
+        io.stdout
+            .push_str(&format!("  {name}:\n    cohort-key: {key}\n"));
+    }
+    Ok(())
+}
+
 fn cmd_list(client: &Client, args: &[String], io: &mut Io) -> Res {
     let spec = vec![flag("all"), flag("unicode"), flag("color")];
     let opts = parse_opts(&spec, args)?;
@@ -1487,7 +1528,13 @@ fn cmd_list(client: &Client, args: &[String], io: &mut Io) -> Res {
                 tracking
             },
             publisher,
-            "-".to_string(),
+            // `NotesFromLocal` (`cmd/snap/notes.go`): of its notes only `in-cohort` can
+            // apply to microsample here.
+            if s("cohort-key").is_empty() {
+                "-".to_string()
+            } else {
+                "in-cohort".to_string()
+            },
         ]);
     }
     // text/tabwriter(minwidth 5, tabwidth 3, padding 2).

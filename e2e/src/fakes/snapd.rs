@@ -12,6 +12,19 @@
 //!   replace the current value; `null` clears an optional field);
 //! - `GET /fake/requests`: every snapd request received (method, path, query);
 //! - `DELETE /fake/requests`: forget them.
+//!
+//! snapd endpoints: `GET/POST /v2/snaps/<name>` (install, refresh with channel
+//! resolution, cohort-key, leave-cohort and amend, remove), `GET /v2/snaps`,
+//! `GET/PUT /v2/snaps/<name>/conf`, `GET/POST /v2/apps`, `GET /v2/changes/<id>`,
+//! `GET /v2/system-info`, `POST /v2/cohorts`. The store behind them, its channel map and
+//! its cohorts are described in [`crate::fakes::store`].
+//!
+//! Knobs of the real-world cases (fields of [`FakeState`]): `snap.sideloaded` (installed
+//! from a file: refresh refused with `snap-local` unless amend), `snap.cohort_key`,
+//! `architecture` (not amd64: `snap-architecture-not-available`), `cohorts` and
+//! `store_clock_offset` (cohort keys and the store's clock), besides `channels`,
+//! `store_down`/`store_error`, `seeding`, `conflict`, `change_fails`, `get_snap_fault`,
+//! `workload_fault`.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
@@ -27,14 +40,14 @@ use serde_json::{json, Map, Value};
 use crate::fakes::channel::{self, Channel};
 use crate::fakes::http::{self, Request, Response};
 use crate::fakes::output::{go_json, go_json_string, string_list};
+use crate::fakes::store::{self, ChannelMap, Cohort};
+pub use crate::fakes::store::{Release, ARCH};
 use crate::fakes::workload::{self, Workload};
 
 /// The only snap the fake store knows.
 pub const SNAP: &str = "microsample";
-const SNAP_ID: &str = "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX";
+pub const SNAP_ID: &str = "fVvFs0vN8zSMmdBU0Yd4JTCGyeLawQkX";
 const PUBLISHER_ID: &str = "Ae0dtxJTZeH7ATwFMvOdJdw16Svbq1rF";
-const ARCH: &str = "amd64";
-
 /// Faults of `GET /v2/snaps/microsample`.
 pub const GET_SNAP_FAULTS: [&str; 6] = [
     "http500",
@@ -45,23 +58,25 @@ pub const GET_SNAP_FAULTS: [&str; 6] = [
     "close",
 ];
 
-/// A revision released to a channel of the fake store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Release {
-    pub revision: u32,
-    pub version: String,
-}
-
 /// The installed snap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InstalledSnap {
     pub revision: String,
     pub version: String,
-    /// Effective channel of the current revision (`latest/edge`).
+    /// Channel of the current revision: the store's effective channel when it was
+    /// installed or refreshed (`latest/edge`), the requested one after a refresh that only
+    /// switched channel (snapd's `switch-snap-channel` rewrites it), `""` for a sideloaded
+    /// snap.
     pub channel: String,
-    /// Fully qualified tracked channel.
+    /// Fully qualified tracked channel; `""` (the key is omitted) for a sideloaded snap.
     pub tracking_channel: String,
+    /// Installed from a file (`snap install --dangerous ./microsample_x1.snap`): no snap
+    /// id, no publisher, revision `x<N>`, nothing tracked; the store does not know it, so
+    /// a refresh is refused (`snap-local`) unless `--amend`.
+    pub sideloaded: bool,
+    /// The cohort the snap is in (`cohort-key`), `""` for none.
+    pub cohort_key: String,
     /// Snap configuration (`snap get`).
     pub config: Map<String, Value>,
     /// Service enabled (starts at boot).
@@ -80,6 +95,8 @@ impl Default for InstalledSnap {
             version: "0+git.57e56f2".to_string(),
             channel: "latest/edge".to_string(),
             tracking_channel: "latest/edge".to_string(),
+            sideloaded: false,
+            cohort_key: String::new(),
             config,
             enabled: true,
             active: true,
@@ -135,8 +152,13 @@ pub struct FakeState {
     /// The installed microsample, if any.
     pub snap: Option<InstalledSnap>,
     /// Fake store: fully qualified channel (`latest/edge`) -> release. Channels not
-    /// listed are empty and follow the next more stable risk, like the real store.
-    pub channels: BTreeMap<String, Release>,
+    /// listed are empty and follow the next more stable risk, like the real store (see
+    /// [`store`]).
+    pub channels: ChannelMap,
+    /// Cohort keys the fake store issued -> the channel map they pin (see [`store`]).
+    pub cohorts: BTreeMap<String, Cohort>,
+    /// Seconds the fake store's clock is ahead of the real one (ages cohorts).
+    pub store_clock_offset: u64,
     /// Store unreachable: install/refresh fail at once with HTTP 400 (no kind), like
     /// snapd 2.57.6 when `api.snapcraft.io` does not resolve:
     /// `cannot install "microsample": <store_error or STORE_DNS_ERROR>`.
@@ -163,6 +185,10 @@ pub struct FakeState {
     pub doing_polls: u32,
     /// Port microsample's install hook sets (`snapctl set port=8080`).
     pub install_port: u16,
+    /// The machine's architecture (`dpkg --print-architecture`; `GET /v2/system-info`).
+    /// Every store release is for [`ARCH`], so on another one nothing installs:
+    /// `snap-architecture-not-available`.
+    pub architecture: String,
     pub changes: BTreeMap<String, ChangeRecord>,
     pub next_change: u64,
     pub requests: Vec<RequestRecord>,
@@ -188,6 +214,8 @@ impl Default for FakeState {
         FakeState {
             snap: None,
             channels,
+            cohorts: BTreeMap::new(),
+            store_clock_offset: 0,
             store_down: false,
             store_error: None,
             seeding: false,
@@ -198,6 +226,7 @@ impl Default for FakeState {
             workload_fault: None,
             doing_polls: 1,
             install_port: 8080,
+            architecture: ARCH.to_string(),
             changes: BTreeMap::new(),
             next_change: 1,
             requests: Vec::new(),
@@ -305,11 +334,18 @@ fn app_json(snap: &InstalledSnap, active: bool) -> String {
     ordered(&app)
 }
 
+/// A sideloaded snap (`snap install --dangerous <file>`) has no snap id, no store title,
+/// no publisher (`publisher` omitted, `developer` empty), no `tracking-channel` and an
+/// empty `channel` (`client/clientutil/snapinfo.go` `ClientSnapFromSnapInfo`,
+/// `daemon/snap.go` `mapLocal`).
 fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
     let app_json = app_json(snap, active);
-    let mut fields: Vec<(&str, Value)> = vec![
-        ("id", json!(SNAP_ID)),
-        ("title", json!(SNAP)),
+    let store_snap = !snap.sideloaded;
+    let mut fields: Vec<(&str, Value)> = vec![("id", json!(if store_snap { SNAP_ID } else { "" }))];
+    if store_snap {
+        fields.push(("title", json!(SNAP)));
+    }
+    fields.extend([
         (
             "summary",
             json!("A simple flask microservice on 0.0.0.0:8080"),
@@ -318,7 +354,7 @@ fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
         ("installed-size", json!(33_882_112)),
         ("install-date", json!(snap.install_date)),
         ("name", json!(SNAP)),
-    ];
+    ]);
     let publisher = ordered(&[
         ("id", json!(PUBLISHER_ID)),
         ("username", json!("erik78se")),
@@ -326,10 +362,13 @@ fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
         ("validation", json!("unproven")),
     ]);
     let mut out = ordered(&fields);
+    if store_snap {
+        out.pop();
+        out.push_str(&format!(",\"publisher\":{publisher}}}"));
+    }
     out.pop();
-    out.push_str(&format!(",\"publisher\":{publisher}"));
     fields = vec![
-        ("developer", json!("erik78se")),
+        ("developer", json!(if store_snap { "erik78se" } else { "" })),
         ("status", json!("active")),
         ("type", json!("app")),
         ("base", json!("core22")),
@@ -359,6 +398,12 @@ fn snap_json(snap: &InstalledSnap, active: bool, description: &str) -> String {
             snap.revision
         ))
     ));
+    if !snap.cohort_key.is_empty() {
+        out.push_str(&format!(
+            ",\"cohort-key\":{}",
+            go_json_string(&snap.cohort_key)
+        ));
+    }
     out.push_str(",\"contact\":\"\"}");
     out
 }
@@ -431,48 +476,41 @@ impl Snapd {
         }
     }
 
-    /// Finds the release serving a tracked channel: the channel itself, else the next
-    /// more stable risk of the same track (empty channels follow, as in the store).
-    fn release_for(&self, tracking: &str) -> Option<(String, Release)> {
-        let ch = Channel::parse(tracking).ok()?;
-        if !ch.branch.is_empty() {
-            let full = ch.full();
-            return self.state.channels.get(&full).map(|r| (full, r.clone()));
+    /// The channel map a request sees: the store's, or the one `cohort` pins (re-pinned to
+    /// the current map when its 90-day window is over, see [`store`]); `Err` (snapd's
+    /// answer) for a key the fake store never issued.
+    fn channel_map(&mut self, cohort: &str, action: &str) -> Result<ChannelMap, Reply> {
+        if cohort.is_empty() {
+            return Ok(self.state.channels.clone());
         }
-        let track = if ch.track.is_empty() {
-            "latest".to_string()
-        } else {
-            ch.track.clone()
+        let now = store::store_now(self.state.store_clock_offset);
+        let current = self.state.channels.clone();
+        let Some(pinned) = self.state.cohorts.get_mut(cohort) else {
+            return Err(error(
+                400,
+                &format!(
+                    "cannot {action} {}: fake store: unknown cohort key {}",
+                    quoted(SNAP),
+                    quoted(&store::ellipt_left(cohort, 10))
+                ),
+                None,
+                None,
+            ));
         };
-        let idx = channel::RISKS.iter().position(|r| *r == ch.risk)?;
-        (0..=idx).rev().find_map(|i| {
-            let name = format!("{track}/{}", channel::RISKS[i]);
-            self.state.channels.get(&name).map(|r| (name, r.clone()))
-        })
+        if now.saturating_sub(pinned.window_start) >= store::COHORT_WINDOW_SECS {
+            pinned.window_start = now;
+            pinned.channels = current;
+        }
+        Ok(pinned.channels.clone())
     }
 
-    fn releases_value(&self) -> Value {
-        let mut names: Vec<&String> = self.state.channels.keys().collect();
-        names.sort_by_key(|n| {
-            let c = Channel::parse(n).unwrap_or_default();
-            (
-                c.track.clone(),
-                channel::RISKS
-                    .iter()
-                    .position(|r| *r == c.risk)
-                    .unwrap_or(9),
-                c.branch,
-            )
-        });
-        Value::Array(
-            names
-                .into_iter()
-                .map(|n| {
-                    let c = Channel::parse(n).unwrap_or_default();
-                    json!({"architecture": ARCH, "channel": c.name()})
-                })
-                .collect(),
-        )
+    /// The release serving the fully qualified `tracking` in `map` on this machine (none
+    /// when the machine is not [`ARCH`]).
+    fn release_in(&self, map: &ChannelMap, tracking: &str) -> Option<(String, Release)> {
+        if self.state.architecture != ARCH {
+            return None;
+        }
+        store::release_in(map, tracking)
     }
 
     fn new_change(
@@ -509,14 +547,23 @@ impl Snapd {
         self.state.change_fails.clone()
     }
 
-    fn conflict_error(&self, check_seeding: bool, with_kind: bool) -> Option<Reply> {
-        if check_seeding && self.state.seeding {
-            return Some(error(
+    /// snapd's answer to a store operation before the device is seeded.
+    fn seeding_error(&self) -> Option<Reply> {
+        self.state.seeding.then(|| {
+            error(
                 409,
                 "too early for operation, device not yet seeded or device model not acknowledged",
                 Some("snap-change-conflict"),
                 Some(&json!({"change-kind": "seed"})),
-            ));
+            )
+        })
+    }
+
+    fn conflict_error(&self, check_seeding: bool, with_kind: bool) -> Option<Reply> {
+        if check_seeding {
+            if let Some(reply) = self.seeding_error() {
+                return Some(reply);
+            }
         }
         let kind = self.state.conflict.as_deref()?;
         let message = format!(
@@ -549,6 +596,64 @@ fn snapctl_text(value: &Value) -> String {
 /// How the store connection fails on a machine whose resolver says `api.snapcraft.io`
 /// does not exist (verbatim from snapd 2.57.6 on Debian 12, resolver 10.255.255.53).
 pub const STORE_DNS_ERROR: &str = "Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp: lookup api.snapcraft.io on 10.255.255.53:53: no such host";
+
+/// `POST /v2/cohorts` (`daemon/api_cohort.go` `postCohorts`, the store's
+/// `CreateCohorts`): `{"action": "create", "snaps": [...]}` -> `{"<snap>": "<key>"}`. The
+/// fake store knows microsample only: any other name is `snap not found`, which snapd
+/// passes on as HTTP 500, as any store failure here.
+fn post_cohorts(d: &mut Snapd, body: &[u8]) -> Reply {
+    let bad = |msg: String| error(400, &msg, None, None);
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let value = match stream.next() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            return bad(format!(
+                "cannot decode request body into cohort instruction: {e}"
+            ))
+        }
+        None => return bad("cannot decode request body into cohort instruction: EOF".into()),
+    };
+    if stream.next().is_some() {
+        return bad("spurious content after cohort instruction".into());
+    }
+    let action = value.get("action").and_then(Value::as_str).unwrap_or("");
+    if action != "create" {
+        return bad(format!("unknown cohort action {}", quoted(action)));
+    }
+    let snaps = string_list(value.get("snaps"));
+    if snaps.is_empty() {
+        return sync("{}");
+    }
+    if d.state.store_down {
+        let detail = d
+            .state
+            .store_error
+            .clone()
+            .unwrap_or_else(|| STORE_DNS_ERROR.replace("/v2/snaps/refresh", "/v2/cohorts"));
+        return error(500, &detail, None, None);
+    }
+    if snaps.iter().any(|s| s != SNAP) {
+        return error(500, "snap not found", None, None);
+    }
+    let now = store::store_now(d.state.store_clock_offset);
+    let mut serial = d.state.cohorts.len() as u64;
+    let key = loop {
+        serial += 1;
+        let key = store::cohort_key(SNAP_ID, now, serial);
+        if !d.state.cohorts.contains_key(&key) {
+            break key;
+        }
+    };
+    d.state.cohorts.insert(
+        key.clone(),
+        Cohort {
+            window_start: now,
+            channels: d.state.channels.clone(),
+        },
+    );
+    d.save();
+    sync(&go_json(&json!({ SNAP: key })))
+}
 
 /// snapd's answer to an install or refresh while the store is unreachable: it fails
 /// synchronously (no change), HTTP 400 without a kind (`errToResponse`'s default case).
@@ -596,6 +701,9 @@ struct SnapInstruction {
     action: String,
     channel: String,
     transaction: String,
+    cohort_key: String,
+    leave_cohort: bool,
+    amend: bool,
 }
 
 /// Decodes the body like Go's `json.Decoder.Decode` into `snapInstruction` (unknown keys
@@ -627,6 +735,7 @@ fn decode_instruction(body: &[u8]) -> Result<SnapInstruction, String> {
         ("action", &mut inst.action),
         ("channel", &mut inst.channel),
         ("transaction", &mut inst.transaction),
+        ("cohort-key", &mut inst.cohort_key),
     ] {
         match obj.get(key) {
             None | Some(Value::Null) => {}
@@ -636,6 +745,21 @@ fn decode_instruction(body: &[u8]) -> Result<SnapInstruction, String> {
                     "json: cannot unmarshal {} into Go struct field snapInstruction.{key} of type string",
                     json_kind(other)
                 ))
+            }
+        }
+    }
+    for (key, field) in [
+        ("leave-cohort", &mut inst.leave_cohort),
+        ("amend", &mut inst.amend),
+    ] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => *field = *b,
+            Some(other) => {
+                return Err(format!(
+                "json: cannot unmarshal {} into Go struct field snapInstruction.{key} of type bool",
+                json_kind(other)
+            ))
             }
         }
     }
@@ -653,6 +777,35 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// `snapInstruction.validate` (`daemon/api_snaps.go`), in its order.
+fn validate_instruction(inst: &SnapInstruction) -> Result<(), String> {
+    if !inst.cohort_key.is_empty() && !matches!(inst.action.as_str(), "install" | "refresh") {
+        return Err("cohort-key can only be specified for install, refresh, or switch".into());
+    }
+    if inst.leave_cohort && inst.action != "refresh" {
+        return Err("leave-cohort can only be specified for refresh or switch".into());
+    }
+    match inst.transaction.as_str() {
+        "" => {}
+        "per-snap" | "all-snaps" => {
+            if inst.action != "install" && inst.action != "refresh" {
+                return Err(format!(
+                    "transaction type is unsupported for {} actions",
+                    quoted(&inst.action)
+                ));
+            }
+        }
+        other => return Err(format!("invalid value for transaction type: {other}")),
+    }
+    if !inst.cohort_key.is_empty() && inst.leave_cohort {
+        return Err("cannot specify both cohort-key and leave-cohort".into());
+    }
+    if !inst.channel.is_empty() {
+        Channel::parse(&inst.channel)?;
+    }
+    Ok(())
+}
+
 fn post_snap(d: &mut Snapd, name: &str, body: &[u8]) -> Reply {
     let inst = match decode_instruction(body) {
         Ok(i) => i,
@@ -665,34 +818,8 @@ fn post_snap(d: &mut Snapd, name: &str, body: &[u8]) -> Reply {
             )
         }
     };
-    match inst.transaction.as_str() {
-        "" => {}
-        "per-snap" | "all-snaps" => {
-            if inst.action != "install" && inst.action != "refresh" {
-                return error(
-                    400,
-                    &format!(
-                        "transaction type is unsupported for {} actions",
-                        quoted(&inst.action)
-                    ),
-                    None,
-                    None,
-                );
-            }
-        }
-        other => {
-            return error(
-                400,
-                &format!("invalid value for transaction type: {other}"),
-                None,
-                None,
-            )
-        }
-    }
-    if !inst.channel.is_empty() {
-        if let Err(e) = Channel::parse(&inst.channel) {
-            return error(400, &e, None, None);
-        }
+    if let Err(e) = validate_instruction(&inst) {
+        return error(400, &e, None, None);
     }
     if !matches!(inst.action.as_str(), "install" | "refresh" | "remove") {
         return error(400, &format!("unknown action {}", inst.action), None, None);
@@ -709,15 +836,18 @@ fn post_snap(d: &mut Snapd, name: &str, body: &[u8]) -> Reply {
         };
     }
     let reply = match inst.action.as_str() {
-        "install" => install(d, &inst.channel),
-        "refresh" => refresh(d, &inst.channel),
+        "install" => install(d, &inst),
+        "refresh" => refresh(d, &inst),
         _ => remove(d),
     };
     d.save();
     reply
 }
 
-fn install(d: &mut Snapd, requested: &str) -> Reply {
+/// `POST /v2/snaps/microsample` `install` (`snapstate.InstallWithDeviceContext`): the
+/// channel defaults to `stable`; with a cohort key the store serves the revision the key
+/// pins.
+fn install(d: &mut Snapd, inst: &SnapInstruction) -> Reply {
     if d.state.snap.is_some() {
         return error(
             400,
@@ -732,19 +862,31 @@ fn install(d: &mut Snapd, requested: &str) -> Reply {
     if d.state.store_down {
         return network_error(d, "install");
     }
+    let requested = inst.channel.as_str();
     let wanted = if requested.is_empty() {
         "stable"
     } else {
         requested
     };
+    let map = match d.channel_map(&inst.cohort_key, "install") {
+        Ok(m) => m,
+        Err(reply) => return reply,
+    };
     let tracking = channel::full(wanted).unwrap_or_default();
-    let Some((effective, release)) = d.release_for(&tracking) else {
-        return channel_not_available(d, "install", wanted);
+    let Some((effective, release)) = d.release_in(&map, &tracking) else {
+        return channel_not_available(d, &map, "install", wanted);
     };
     let failure = d.failure();
+    let mut summary = install_refresh_summary("Install", requested);
+    if !inst.cohort_key.is_empty() {
+        summary.push_str(&format!(
+            " from {} cohort",
+            quoted(&store::ellipt_left(&inst.cohort_key, 10))
+        ));
+    }
     let id = d.new_change(
         "install-snap",
-        install_refresh_summary("Install", requested),
+        summary,
         "download-snap",
         download_summary(release.revision, &effective),
         failure.clone(),
@@ -757,6 +899,8 @@ fn install(d: &mut Snapd, requested: &str) -> Reply {
             version: release.version,
             channel: effective,
             tracking_channel: tracking,
+            sideloaded: false,
+            cohort_key: inst.cohort_key.clone(),
             config,
             enabled: true,
             active: true,
@@ -767,10 +911,18 @@ fn install(d: &mut Snapd, requested: &str) -> Reply {
     accepted(&id)
 }
 
-fn channel_not_available(d: &Snapd, action: &str, requested: &str) -> Reply {
-    let releases = d.releases_value();
+/// snapd's answer when the store has no revision for the request
+/// (`daemon/errors.go` `SnapRevisionNotAvailable` of the store's `revision-not-found` with
+/// its `releases`): `snap-channel-not-available` when some release is for this machine's
+/// architecture, `snap-architecture-not-available` when none is, and
+/// `snap-revision-not-available` (value: the name) when the store listed no release or no
+/// channel was asked for. The same answer covers a risk with no revision, a branch that
+/// does not exist and a track that does not exist: the `snap` CLI tells them apart from
+/// `channel` and `releases`.
+fn channel_not_available(d: &Snapd, map: &ChannelMap, action: &str, requested: &str) -> Reply {
+    let releases = store::releases_value(map);
     let empty = releases.as_array().is_none_or(|a| a.is_empty());
-    if empty {
+    if empty || requested.is_empty() {
         return error(
             404,
             "no snap revision available as specified",
@@ -778,40 +930,107 @@ fn channel_not_available(d: &Snapd, action: &str, requested: &str) -> Reply {
             Some(&json!(SNAP)),
         );
     }
+    let (kind, message) = if d.state.architecture == ARCH {
+        (
+            "snap-channel-not-available",
+            "no snap revision on specified channel",
+        )
+    } else {
+        (
+            "snap-architecture-not-available",
+            "no snap revision on specified architecture",
+        )
+    };
     error(
         404,
-        "no snap revision on specified channel",
-        Some("snap-channel-not-available"),
+        message,
+        Some(kind),
         Some(&json!({
             "snap-name": SNAP,
             "action": action,
             "channel": requested,
-            "architecture": ARCH,
+            "architecture": d.state.architecture,
             "releases": releases,
         })),
     )
 }
 
-fn refresh(d: &mut Snapd, requested: &str) -> Reply {
+/// snapd's refusal to refresh a snap the store does not know (`store.ErrLocalSnap` through
+/// `errToResponse`: HTTP 400, kind `snap-local`, value `""`).
+fn local_snap() -> Reply {
+    error(
+        400,
+        "cannot perform operation on local snap",
+        Some("snap-local"),
+        Some(&json!("")),
+    )
+}
+
+/// `POST /v2/snaps/microsample` `refresh` (`snapstate.UpdateWithDeviceContext`):
+///
+/// - the requested channel is resolved against the tracked one like `channel.Resolve`
+///   (a bare risk or risk/branch keeps the tracked track: `1.0/stable` + `edge` is
+///   `1.0/edge`; anything else is taken as is); no channel means the tracked one;
+/// - the cohort is the requested one, else none with `leave-cohort`, else the snap's;
+/// - a sideloaded snap is refused (`snap-local`) unless `amend`, which asks the store to
+///   install it from the channel instead;
+/// - the store serves the revision of that channel (from the cohort's pinned map in a
+///   cohort); a new revision is downloaded (`download-snap`); the same revision with
+///   another channel or cohort is a `switch-snap-channel` (which also rewrites the snap's
+///   `channel` to the requested one); the same revision, channel and cohort is "no
+///   updates available".
+fn refresh(d: &mut Snapd, inst: &SnapInstruction) -> Reply {
     let Some(snap) = d.state.snap.clone() else {
         return not_installed(SNAP);
     };
-    if let Some(reply) = d.conflict_error(true, true) {
+    if let Some(reply) = d.seeding_error() {
+        return reply;
+    }
+    let requested = inst.channel.as_str();
+    let resolved = match channel::resolve(&snap.tracking_channel, requested) {
+        Ok(r) => r,
+        Err(e) => return error(400, &e, None, None),
+    };
+    let cohort = if !inst.cohort_key.is_empty() {
+        inst.cohort_key.clone()
+    } else if inst.leave_cohort {
+        String::new()
+    } else {
+        snap.cohort_key.clone()
+    };
+    if snap.sideloaded && !inst.amend {
+        return local_snap();
+    }
+    if let Some(reply) = d.conflict_error(false, true) {
         return reply;
     }
     if d.state.store_down {
         return network_error(d, "refresh");
     }
-    let resolved = match channel::resolve(&snap.tracking_channel, requested) {
-        Ok(r) => r,
-        Err(e) => return error(400, &e, None, None),
+    // A sideloaded snap with --amend: the store is asked to install it ("install" action).
+    let store_action = if snap.sideloaded {
+        "install"
+    } else {
+        "refresh"
+    };
+    let map = match d.channel_map(&cohort, "refresh") {
+        Ok(m) => m,
+        Err(reply) => return reply,
+    };
+    let lookup = if resolved.is_empty() {
+        "stable"
+    } else {
+        resolved.as_str()
     };
     let tracking = channel::full(&resolved).unwrap_or_default();
-    let Some((effective, release)) = d.release_for(&tracking) else {
-        return channel_not_available(d, "refresh", &resolved);
+    let Some((effective, release)) = d.release_in(&map, &channel::full(lookup).unwrap_or_default())
+    else {
+        return channel_not_available(d, &map, store_action, &resolved);
     };
-    let same_revision = release.revision.to_string() == snap.revision;
-    if same_revision && tracking == snap.tracking_channel {
+    let same_revision = !snap.sideloaded && release.revision.to_string() == snap.revision;
+    let switch_channel = resolved != snap.tracking_channel;
+    let switch_cohort = cohort != snap.cohort_key;
+    if same_revision && !switch_channel && !switch_cohort {
         return error(
             400,
             "snap has no updates available",
@@ -823,11 +1042,12 @@ fn refresh(d: &mut Snapd, requested: &str) -> Reply {
     let (task_kind, task_summary) = if same_revision {
         (
             "switch-snap-channel",
-            format!(
-                "Switch snap {} from channel {} to {}",
-                quoted(SNAP),
-                quoted(&snap.tracking_channel),
-                quoted(&tracking)
+            store::switch_summary(
+                SNAP,
+                &snap.tracking_channel,
+                &resolved,
+                &snap.cohort_key,
+                &cohort,
             ),
         )
     } else {
@@ -846,10 +1066,16 @@ fn refresh(d: &mut Snapd, requested: &str) -> Reply {
     if failure.is_none() {
         if let Some(s) = d.state.snap.as_mut() {
             s.tracking_channel = tracking;
-            s.channel = effective;
-            if !same_revision {
+            s.cohort_key = cohort;
+            if same_revision {
+                // switch-snap-channel: the current revision's channel becomes the one asked
+                // for (`genericDoSwitchSnap` with `switchCurrentChannel`).
+                s.channel = resolved;
+            } else {
+                s.channel = effective;
                 s.revision = release.revision.to_string();
                 s.version = release.version;
+                s.sideloaded = false;
                 // Refresh stops the services and starts the enabled ones again.
                 s.active = s.enabled;
             }
@@ -1300,7 +1526,7 @@ fn get_apps(d: &Snapd, req: &Request) -> Reply {
 
 /// `GET /v2/system-info`: a Go map, so keys are sorted; values as seen from the real
 /// snapd 2.57.6 on Debian 12 (`build-id`, `kernel-version`, `refresh.hold` vary).
-fn system_info() -> Reply {
+fn system_info(d: &Snapd) -> Reply {
     let sandbox = json!({
         "confinement-options": ["classic", "devmode"],
         "dbus": ["mediated-bus-access"],
@@ -1314,7 +1540,7 @@ fn system_info() -> Reply {
         "udev": ["device-cgroup-v1", "device-filtering", "tagging"],
     });
     sync(&go_json(&json!({
-        "architecture": ARCH,
+        "architecture": d.state.architecture,
         "build-id": "0000000000000000000000000000000000000000",
         "confinement": "partial",
         "kernel-version": "6.1.0-fake",
@@ -1415,7 +1641,8 @@ fn put_state(d: &mut Snapd, body: &[u8]) -> Reply {
             );
         }
     }
-    for name in new.channels.keys() {
+    let cohort_channels = new.cohorts.values().flat_map(|c| c.channels.keys());
+    for name in new.channels.keys().chain(cohort_channels) {
         match Channel::parse(name) {
             Ok(c) if c.full() == *name => {}
             _ => {
@@ -1507,7 +1734,11 @@ fn route(shared: &Shared, req: &Request) -> Reply {
             _ => method_not_allowed(m),
         },
         ["v2", "system-info"] => match m {
-            "GET" => system_info(),
+            "GET" => system_info(&d),
+            _ => method_not_allowed(m),
+        },
+        ["v2", "cohorts"] => match m {
+            "POST" => post_cohorts(&mut d, &req.body),
             _ => method_not_allowed(m),
         },
         _ => error(404, "not found", None, None),

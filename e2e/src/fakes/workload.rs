@@ -1,5 +1,15 @@
 //! The fake microsample workload: a tiny HTTP server on `0.0.0.0:<snap config port>`
 //! answering like microsample's Flask app (snapd.md §5.1).
+//!
+//! Service start, as systemd runs microsample (`daemon: simple`, `restart-condition:
+//! always`): starting always "succeeds" (a simple service is started once its process is
+//! spawned), then the process binds `0.0.0.0:<port>`. When it cannot (the port is taken,
+//! even on `127.0.0.1` only: Linux refuses a wildcard bind over a listening specific
+//! address), Flask prints Werkzeug's `Address already in use` / `Port <n> is in use by
+//! another program. ...` and exits 1; systemd restarts it every 100 ms until its start
+//! limit (5 in 10 s) and then leaves it failed. The fake keeps the end state: not running,
+//! [`Workload::last_error`] set, so snapd omits `active` for the app; freeing the port
+//! changes nothing until the service is started or restarted again.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -56,6 +66,15 @@ impl Workload {
         };
         let listener = match TcpListener::bind(("0.0.0.0", port)) {
             Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                // Werkzeug's words (werkzeug/serving.py `prepare_socket`), on stderr.
+                self.last_error = Some(format!(
+                    "Address already in use\nPort {port} is in use by another program. \
+                     Either identify and stop that program, or start the server with a \
+                     different port."
+                ));
+                return;
+            }
             Err(e) => {
                 self.last_error = Some(format!(
                     "cannot bind 0.0.0.0:{port}: {}",
