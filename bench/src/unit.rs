@@ -193,7 +193,7 @@ impl Unit {
         .is_ok_and(|r| r.status == 200 && r.text().trim() == "Online")
     }
 
-    /// The environment Juju gives `dispatch` (juju-contract.md §1.3), as the harness builds
+    /// The environment Juju gives `dispatch` (docs/juju.md#environment), as the harness builds
     /// it, plus the test seams (`SNAPD_SOCKET`, `FAKE_JUJU_DIR`).
     fn env(&mut self, hook: &str) -> Vec<(String, String)> {
         self.counter += 1;

@@ -611,7 +611,7 @@ impl Unit {
     /// status-set <status> <message>` does: through the hook-tool API (source `charm`), but
     /// outside any hook of the charm (no `JUJU_DISPATCH_PATH`, context `""`). Like a
     /// `juju exec` context, it does not change the agent's "the charm set a status" flag
-    /// that drives §1.6 of juju-contract.md (only hooks persist it). Panics on a status
+    /// that drives docs/juju.md#agent-statuses (only hooks persist it). Panics on a status
     /// `status-set` would refuse.
     pub fn set_status_via_juju_exec(&self, status: &str, message: &str) {
         assert!(
@@ -723,7 +723,7 @@ impl Unit {
         )
     }
 
-    /// The environment Juju gives `dispatch` (juju-contract.md §1.3) plus the test seams
+    /// The environment Juju gives `dispatch` (docs/juju.md#environment) plus the test seams
     /// (and `SNAPPY_GLOBAL_ROOT` for the real `snap` on the fake snapd).
     fn base_env(
         &self,

@@ -122,7 +122,7 @@ pub fn make_agent_dir(state_root: &Path, unit: &str) -> std::io::Result<()> {
 }
 
 impl DispatchEnv<'_> {
-    /// The environment Juju gives `dispatch` (juju-contract.md §1.3), plus the test seams
+    /// The environment Juju gives `dispatch` (docs/juju.md#environment), plus the test seams
     /// `SNAPD_SOCKET` and `FAKE_JUJU_DIR`.
     pub fn vars(&self) -> Vec<(String, String)> {
         let charm = self.charm_dir.display().to_string();

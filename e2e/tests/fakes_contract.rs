@@ -1,6 +1,6 @@
 //! Contract tests of the fakes themselves: the fake hook tools, the fake `snap` CLI, the
 //! fake snapd and the fake workload must be as strict and as exact as the real ones
-//! (shared/reference/juju-contract.md §3, snapd.md §1-§4, §7).
+//! (docs/juju.md#hook-tools, docs/snapd.md).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -649,7 +649,7 @@ fn injected_tool_faults() {
 }
 
 // =======================================================================================
-// snap CLI against the fake snapd (snapd.md §4.4)
+// snap CLI against the fake snapd (docs/snapd.md#cli-exit-codes)
 
 fn snap(unit: &Unit, args: &[&str]) -> Out {
     tool(unit, "snap", args)
@@ -962,7 +962,7 @@ fn snap_hang_knob() {
 }
 
 // =======================================================================================
-// Raw HTTP against the fake snapd (snapd.md §1, §7)
+// Raw HTTP against the fake snapd (docs/snapd.md#http)
 
 /// Sends raw bytes, returns everything read until EOF or `timeout`.
 fn raw(unit: &Unit, request: &str, timeout: Duration) -> Vec<u8> {
@@ -1440,7 +1440,7 @@ fn statuses_set_by_the_agent_and_by_juju_exec() {
     let last = unit.status_history().pop().unwrap();
     assert_eq!((last.source.as_str(), last.context.as_str()), ("charm", ""));
     // Neither counts as a status-set of a hook: `start` still gets the agent's `unknown`
-    // if the charm never set one (juju-contract.md §1.6).
+    // if the charm never set one (docs/juju.md#agent-statuses).
     assert!(!unit.juju_state().status_set_ever);
     // Neither is a hook-tool call of the charm.
     assert!(unit.all_calls().iter().all(|c| c.tool == "status-get"));

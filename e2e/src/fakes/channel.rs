@@ -1,4 +1,4 @@
-//! snapd's channel grammar (`snap/channel/channel.go`, snapd.md §4.5):
+//! snapd's channel grammar (`snap/channel/channel.go`, docs/snapd.md#channels):
 //! `[<track>/]<risk>[/<branch>]`, risks stable|candidate|beta|edge.
 
 /// Risk levels from most to least stable.

@@ -1,4 +1,4 @@
-//! The fake Juju hook tools (juju-contract.md §3): same flags, positional checks, exit
+//! The fake Juju hook tools (docs/juju.md#hook-tools): same flags, positional checks, exit
 //! codes, error texts and output formats as jujuc, backed by `$FAKE_JUJU_DIR/state.json`.
 
 use std::collections::BTreeMap;

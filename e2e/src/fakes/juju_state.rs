@@ -66,7 +66,7 @@ pub struct StatusEntry {
     pub status: String,
     pub message: String,
     /// `"charm"` (set by `status-set`, in a hook or through `juju exec`) or `"agent"` (set by
-    /// the harness playing the unit agent around hooks, juju-contract.md §1.6, or between
+    /// the harness playing the unit agent around hooks, docs/juju.md#agent-statuses, or between
     /// hooks).
     pub source: String,
     /// `JUJU_DISPATCH_PATH` of the hook that made the change (`hooks/install`, ...); `""`
@@ -477,7 +477,7 @@ pub fn read_calls(dir: &Path) -> Vec<Call> {
 }
 
 /// What the unit agent does with a hook's transactional changes once the hook process
-/// has ended (juju-contract.md §1.4): if `success` (dispatch exited 0) the pending port
+/// has ended (docs/juju.md#exit-status): if `success` (dispatch exited 0) the pending port
 /// changes and relation settings are committed, otherwise they are discarded. Either way
 /// nothing stays pending. `status-set`, `application-version-set`, `juju-log` and
 /// `action-log` are not transactional and are not affected.

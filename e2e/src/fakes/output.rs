@@ -1,5 +1,5 @@
 //! Go-compatible serialisation: `encoding/json` (`json.Marshal`) and the juju/cmd output
-//! formatters `smart`, `yaml` (gopkg.in/yaml.v2 style) and `json` (juju-contract.md §3.0).
+//! formatters `smart`, `yaml` (gopkg.in/yaml.v2 style) and `json` (docs/juju.md#hook-tools).
 
 use serde_json::{Map, Number, Value};
 
