@@ -925,7 +925,7 @@ fn remove_with_the_snap_absent_succeeds() {
             ),
             (
                 "maintenance".into(),
-                "microsample snap removed".into(),
+                "microsample left as is".into(),
                 "charm".into()
             ),
             ("terminated".into(), String::new(), "agent".into()),
@@ -933,12 +933,12 @@ fn remove_with_the_snap_absent_succeeds() {
     );
     assert!(
         run.calls_to("snap").is_empty(),
-        "snapd said it is not installed: nothing to remove"
+        "no claim on this machine: nothing of this unit's to remove"
     );
     assert!(unit
         .logs()
         .iter()
-        .any(|l| l.message == "the microsample snap is not installed: nothing to remove"));
+        .any(|l| l.message == "this unit holds no claim on microsample: left as is"));
 }
 
 #[test]
@@ -1529,4 +1529,64 @@ fn the_charm_drives_the_real_snap_cli_through_a_whole_life() {
     assert!(unit.snapd_state()["snap"].is_null());
     // Removing again: the real CLI says "not installed" and exits 0.
     assert_eq!(unit.run_hook("remove").exit, Some(0));
+}
+
+#[test]
+#[ignore = "needs the real snap CLI: see .ci/real-snapd.sh"]
+fn the_real_cli_texts_of_every_unavailable_channel_family_block() {
+    // The real `snap` renders the fake snapd's `snap-channel-not-available` errors (no
+    // revision on the risk, a non-existing branch, a track that has nothing) with its own
+    // words; the charm must read each as the operator's to fix: blocked, exit 0.
+    for channel in ["candidate", "edge/nonexistent", "9.9/stable"] {
+        let unit = Unit::with_real_snap_cli();
+        unit.set_config("port", serde_json::json!(microsample_e2e::free_port()));
+        unit.set_config("channel", serde_json::json!(channel));
+        let run = unit.run_hook("install");
+        assert_eq!(run.exit, Some(0), "{channel}: {}", run.stderr);
+        assert_eq!(
+            unit.status(),
+            (
+                "blocked".into(),
+                format!("channel '{channel}' not available for microsample")
+            ),
+            "{channel}"
+        );
+        let logged: Vec<String> = unit
+            .logs()
+            .into_iter()
+            .filter(|l| l.level == "WARNING")
+            .map(|l| l.message)
+            .collect();
+        eprintln!("{channel}: {logged:?}");
+        assert!(
+            logged
+                .iter()
+                .any(|m| m.starts_with("snap install microsample --channel=")),
+            "{channel}: the real CLI's text is logged: {logged:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the real snap CLI: see .ci/real-snapd.sh"]
+fn the_real_cli_refuses_to_refresh_a_sideloaded_snap_and_the_charm_never_asks_it_to() {
+    let unit = Unit::with_real_snap_cli();
+    let port = microsample_e2e::free_port();
+    unit.set_config("port", serde_json::json!(port));
+    unit.sideload_snap(port);
+    // What the real CLI says if asked (exit 1, snapd's `snap-local` in its words)...
+    let cli = unit.run_snap(&["refresh", "microsample", "--channel=latest/beta"]);
+    assert_eq!(cli.exit, Some(1), "{cli:?}");
+    assert!(
+        cli.stderr
+            .contains("local snap \"microsample\" is unknown to the store"),
+        "{}",
+        cli.stderr
+    );
+    // ...and the charm does not ask: blocked, nothing posted to snapd.
+    unit.set_config("channel", serde_json::json!("beta"));
+    let run = unit.run_hook("config-changed");
+    assert_eq!(run.exit, Some(0), "{}", run.stderr);
+    assert!(posts(&run).is_empty(), "{:?}", posts(&run));
+    assert_eq!(unit.status().0, "blocked");
 }
