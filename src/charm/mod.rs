@@ -237,13 +237,17 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
         Err(e) => {
             log::warn!("{e}");
             // Still the truth about the workload version.
-            let version = host.snap().ok().flatten().map(|s| s.version);
+            let version = host
+                .snap()
+                .ok()
+                .flatten()
+                .map(|s| bounded(&s.version, MAX_VERSION));
             return Outcome::stopped(Stop::Blocked(Status::blocked(e.to_string())), version);
         }
     };
     // Another unit on this machine manages microsample: change nothing at all.
     let claimed = match host.claim() {
-        Ok(ClaimState::Held { by }) => return held_by(&by),
+        Ok(ClaimState::Held { by }) => return Outcome::stopped(held_by(&by), None),
         Ok(state) => state,
         Err(e) => return Outcome::stopped(e.into(), None),
     };
@@ -253,28 +257,9 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
         Ok(looked) => looked,
         Err(stop) => return Outcome::stopped(stop, None),
     };
-    // A snap that is there already was installed by someone else, unless this charm's
-    // earlier revision (which had no claims) did: then `upgrade-charm` takes it as its own.
-    let installed = seen.machine.snap.is_some();
-    let upgraded_from_claimless = env.upgrading && claimed == ClaimState::Free;
-    match host.take_claim(!installed || upgraded_from_claimless) {
-        Ok(Taken::Held { by }) => return held_by(&by),
-        Ok(Taken::TookOver { from, .. }) => {
-            log::warn!(
-                "took over the claim on {SNAP_NAME} from {from}, which is gone from this machine"
-            );
-        }
-        Ok(Taken::Took(claim)) if !claim.installed_by_charm => {
-            log::info!("adopted the {SNAP_NAME} snap already on this machine: it will never be removed by the charm");
-        }
-        // An adopted snap that is gone: what the charm installs now is its own.
-        Ok(Taken::AlreadyMine(claim)) if !claim.installed_by_charm && !installed => {
-            if let Err(e) = host.mark_installed_by_charm() {
-                return Outcome::stopped(e.into(), None);
-            }
-        }
-        Ok(_) => {}
-        Err(e) => return Outcome::stopped(e.into(), version(&seen)),
+    // Without the claim, the snap is not this unit's to report on.
+    if let Err(stop) = claim(host, env, &claimed, seen.machine.snap.is_some()) {
+        return Outcome::stopped(stop, None);
     }
     let course = match steer(host, &config, &seen, fleet.as_mut()) {
         Ok(course) => course,
@@ -287,11 +272,38 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
     finish(status, &config, &seen, env, fleet.as_ref(), &course)
 }
 
+/// Takes the machine-wide claim before anything changes. A snap that is there already was
+/// installed by someone else, unless this charm's earlier revision (which had no claims)
+/// did: then `upgrade-charm` takes it as its own.
+fn claim(
+    host: &mut impl Host,
+    env: &Env,
+    claimed: &ClaimState,
+    installed: bool,
+) -> Result<(), Stop> {
+    let upgraded_from_claimless = env.upgrading && *claimed == ClaimState::Free;
+    match host.take_claim(!installed || upgraded_from_claimless)? {
+        Taken::Held { by } => return Err(held_by(&by)),
+        Taken::TookOver { from, .. } => log::warn!(
+            "took over the claim on {SNAP_NAME} from {from}, which is gone from this machine"
+        ),
+        Taken::Took(claim) if !claim.installed_by_charm => log::info!(
+            "adopted the {SNAP_NAME} snap already on this machine: it will never be removed by the charm"
+        ),
+        // An adopted snap that is gone: what the charm installs now is its own.
+        Taken::AlreadyMine(claim) if !claim.installed_by_charm && !installed => {
+            host.mark_installed_by_charm()?
+        }
+        Taken::Took(_) | Taken::AlreadyMine(_) => {}
+    }
+    Ok(())
+}
+
 /// Another unit manages microsample here: say so, change nothing.
-fn held_by(owner: &Claim) -> Outcome {
+fn held_by(owner: &Claim) -> Stop {
     let status = Status::blocked(format!("{SNAP_NAME} is managed by {owner} on this machine"));
     log::warn!("{}: this unit leaves it alone", status.message);
-    Outcome::stopped(Stop::Blocked(status), None)
+    Stop::Blocked(status)
 }
 
 /// The first snapshot: Juju's view, the fleet's, the machine's.
