@@ -26,15 +26,11 @@ mod cos;
 mod deadline;
 mod http;
 mod juju;
+mod metadata;
 mod process;
 mod snap;
 mod text;
 mod workload;
-
-/// Names, defaults and enums read from `charmcraft.yaml` by `build.rs`.
-mod metadata {
-    include!(concat!(env!("OUT_DIR"), "/metadata.rs"));
-}
 
 use std::ffi::OsString;
 
