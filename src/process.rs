@@ -100,29 +100,13 @@ fn exchange(
     }
     let mut chunk = [0u8; 8192];
     while stdin.is_some() || stdout.is_some() || stderr.is_some() {
-        let mut fds = Vec::with_capacity(3);
-        if let Some(pipe) = &stdin {
-            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLOUT));
-        }
-        if let Some(pipe) = &stdout {
-            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLIN));
-        }
-        if let Some(pipe) = &stderr {
-            fds.push(pollfd(pipe.as_raw_fd(), libc::POLLIN));
-        }
-        let left = deadline.remaining();
-        if left.is_zero() {
-            return Err(RunError::TimedOut);
-        }
-        let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: fds is a valid array of pollfd for the call's duration.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(RunError::Spawn(e));
+        let fds = [
+            stdin.as_ref().map(|p| (p.as_raw_fd(), libc::POLLOUT)),
+            stdout.as_ref().map(|p| (p.as_raw_fd(), libc::POLLIN)),
+            stderr.as_ref().map(|p| (p.as_raw_fd(), libc::POLLIN)),
+        ];
+        if !ready(fds.into_iter().flatten(), deadline)? {
+            continue;
         }
         if let Some(pipe) = &mut stdin {
             match pipe.write(&input[written..]) {
@@ -165,12 +149,33 @@ fn drain<R: Read>(
     }
 }
 
-fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
+/// Waits until one of `fds` is ready or the deadline passes; false when interrupted.
+fn ready(
+    fds: impl Iterator<Item = (i32, libc::c_short)>,
+    deadline: Deadline,
+) -> Result<bool, RunError> {
+    let mut fds: Vec<libc::pollfd> = fds
+        .map(|(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    let left = deadline.remaining();
+    if left.is_zero() {
+        return Err(RunError::TimedOut);
     }
+    let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: fds is a valid array of pollfd for the call's duration.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc >= 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == ErrorKind::Interrupted {
+        return Ok(false);
+    }
+    Err(RunError::Spawn(e))
 }
 
 fn set_nonblocking(fd: i32) -> io::Result<()> {

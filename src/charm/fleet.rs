@@ -158,14 +158,58 @@ pub(crate) fn done(state: &UnitState, target: &Channel, revision: Option<&str>) 
         && revision.is_none_or(|r| state.revision.as_deref() == Some(r))
 }
 
-/// The leader's view of the move after this hook's observation of itself (`mine`): the
-/// move to keep in the application databag, and the application status.
-pub(crate) fn coordinate(
+/// What every unit published, this unit's own observation included, judged against one
+/// target.
+struct Census<'a> {
+    states: BTreeMap<String, Read<UnitState>>,
+    target: &'a Channel,
+    /// The fleet's revision: the one the first unit done on the target runs.
+    revision: Option<String>,
+}
+
+impl<'a> Census<'a> {
+    fn new(fleet: &Fleet, mine: &UnitState, target: &'a Channel) -> Census<'a> {
+        let mut states = fleet.peers.clone();
+        states.insert(fleet.me.clone(), Read::Valid(mine.clone()));
+        let revision = states.values().find_map(|s| match s {
+            Read::Valid(s) if done(s, target, None) => s.revision.clone(),
+            _ => None,
+        });
+        Census {
+            states,
+            target,
+            revision,
+        }
+    }
+
+    fn is_done(&self, unit: &str) -> bool {
+        match self.states.get(unit) {
+            Some(Read::Valid(s)) => done(s, self.target, self.revision.as_deref()),
+            _ => false,
+        }
+    }
+
+    /// The units nothing valid is known of, for the status.
+    fn unknown(&self) -> Vec<String> {
+        self.states
+            .iter()
+            .filter_map(|(u, s)| match s {
+                Read::Unreadable(seen) => Some(format!("{u} ({seen})")),
+                Read::Missing => Some(format!("{u} (nothing published yet)")),
+                Read::Valid(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The move towards `target`: the one in the application databag, or a new one (from where
+/// this unit is, in `new_cohort`).
+fn current_move(
     fleet: &Fleet,
     target: &Channel,
     mine: &UnitState,
     new_cohort: Option<&str>,
-) -> (Move, Status) {
+) -> Move {
     let previous = match &fleet.app {
         Read::Valid(m) => Some(m.clone()),
         Read::Missing => None,
@@ -174,9 +218,8 @@ pub(crate) fn coordinate(
             None
         }
     };
-    let mut mv = match previous {
+    match previous {
         Some(m) if Channel::parse(&m.target).is_ok_and(|c| c.full() == target.full()) => m,
-        // A new target (or none yet): a new move, from where this unit is.
         _ => Move {
             v: SHAPE,
             target: target.as_str().to_string(),
@@ -187,26 +230,19 @@ pub(crate) fn coordinate(
             done: 0,
             units: 0,
         },
-    };
-    let mut states: BTreeMap<String, Read<UnitState>> = fleet.peers.clone();
-    states.insert(fleet.me.clone(), Read::Valid(mine.clone()));
-    // The fleet's revision: the one the first unit done on the target runs.
-    let revision = states.values().find_map(|s| match s {
-        Read::Valid(s) if done(s, target, None) => s.revision.clone(),
-        _ => None,
-    });
-    let is_done = |unit: &str| match states.get(unit) {
-        Some(Read::Valid(s)) => done(s, target, revision.as_deref()),
-        _ => false,
-    };
-    // The holder of the turn: gone, done, or failed.
+    }
+}
+
+/// Ends the turn of a holder that is gone or done, halts on one that failed, and lifts a
+/// halt whose unit became done (or left).
+fn settle_turn(mv: &mut Move, census: &Census) {
     if let Some(holder) = mv.turn.clone() {
-        match states.get(&holder) {
+        match census.states.get(&holder) {
             None => {
                 log::info!("{holder} left during the move to '{}'", mv.target);
                 mv.turn = None;
             }
-            Some(_) if is_done(&holder) => mv.turn = None,
+            Some(_) if census.is_done(&holder) => mv.turn = None,
             Some(Read::Valid(UnitState {
                 failed: Some(cause),
                 ..
@@ -214,28 +250,46 @@ pub(crate) fn coordinate(
                 mv.halt = Some(Halt {
                     unit: holder.clone(),
                     cause: cause.clone(),
-                });
+                })
             }
             Some(_) => {}
         }
     }
-    // A halted unit that became healthy on the target resumes the move by itself.
     if let Some(halt) = &mv.halt {
-        if is_done(&halt.unit) || !states.contains_key(&halt.unit) {
-            log::info!("{} is done: the move to '{}' resumes", halt.unit, mv.target);
+        if census.is_done(&halt.unit) || !census.states.contains_key(&halt.unit) {
+            log::info!(
+                "{} is done or gone: the move to '{}' resumes",
+                halt.unit,
+                mv.target
+            );
             mv.halt = None;
             mv.turn = None;
         }
     }
-    let units = order(states.keys().cloned(), &fleet.me);
-    let total = units.len();
-    let finished = units.iter().filter(|u| is_done(u)).count();
+}
+
+/// The leader's view of the move after this hook's observation of itself (`mine`): the
+/// move to keep in the application databag, and the application status.
+pub(crate) fn coordinate(
+    fleet: &Fleet,
+    target: &Channel,
+    mine: &UnitState,
+    new_cohort: Option<&str>,
+) -> (Move, Status) {
+    let mut mv = current_move(fleet, target, mine, new_cohort);
+    let census = Census::new(fleet, mine, target);
+    settle_turn(&mut mv, &census);
+    let units = order(census.states.keys().cloned(), &fleet.me);
+    let (finished, total) = (
+        units.iter().filter(|u| census.is_done(u)).count(),
+        units.len(),
+    );
     (mv.done, mv.units) = (finished as u64, total as u64);
     if mv.halt.is_none() && mv.turn.is_none() {
         // Units whose data cannot be read get no turn: nothing is known of them.
         mv.turn = units
             .iter()
-            .find(|u| !is_done(u) && matches!(states.get(*u), Some(Read::Valid(_))))
+            .find(|u| !census.is_done(u) && matches!(census.states.get(*u), Some(Read::Valid(_))))
             .cloned();
     }
     let status = match (&mv.halt, &mv.turn) {
@@ -251,21 +305,11 @@ pub(crate) fn coordinate(
             "Moved to '{}': {finished} of {total} units",
             mv.target
         )),
-        (None, None) => {
-            let unreadable: Vec<String> = states
-                .iter()
-                .filter_map(|(u, s)| match s {
-                    Read::Unreadable(seen) => Some(format!("{u} ({seen})")),
-                    Read::Missing => Some(format!("{u} (nothing published yet)")),
-                    Read::Valid(_) => None,
-                })
-                .collect();
-            Status::waiting(format!(
-                "Moving to '{}': {finished} of {total} done; waiting for {}",
-                mv.target,
-                unreadable.join(", ")
-            ))
-        }
+        (None, None) => Status::waiting(format!(
+            "Moving to '{}': {finished} of {total} done; waiting for {}",
+            mv.target,
+            census.unknown().join(", ")
+        )),
     };
     (mv, status)
 }
