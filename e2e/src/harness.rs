@@ -494,9 +494,10 @@ impl Unit {
     pub fn claim(&self) -> Option<Value> {
         let path = self.state_root.join("microsample-charm/claim.json");
         let text = fs::read_to_string(&path).ok()?;
-        Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!("{} is not JSON ({e}): {text}", path.display())
-        }))
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display())),
+        )
     }
 
     fn create(real_snapd: bool, options: &UnitOptions<'_>) -> Unit {

@@ -214,8 +214,14 @@ pub struct FakeState {
 impl Default for FakeState {
     fn default() -> Self {
         let mut channels = BTreeMap::new();
-        channels.insert("latest/edge".to_string(), Release::good(34, "0+git.57e56f2"));
-        channels.insert("latest/beta".to_string(), Release::good(33, "0+git.49ff7aa"));
+        channels.insert(
+            "latest/edge".to_string(),
+            Release::good(34, "0+git.57e56f2"),
+        );
+        channels.insert(
+            "latest/beta".to_string(),
+            Release::good(33, "0+git.49ff7aa"),
+        );
         FakeState {
             snap: None,
             channels,

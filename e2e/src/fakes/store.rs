@@ -408,14 +408,8 @@ mod tests {
     #[test]
     fn releases_follow_and_branches_do_not() {
         let mut map = ChannelMap::new();
-        map.insert(
-            "1.0/stable".into(),
-            Release::good(20, "1.0.0"),
-        );
-        map.insert(
-            "latest/edge/fix".into(),
-            Release::good(40, "x"),
-        );
+        map.insert("1.0/stable".into(), Release::good(20, "1.0.0"));
+        map.insert("latest/edge/fix".into(), Release::good(40, "x"));
         assert_eq!(release_in(&map, "1.0/edge").unwrap().0, "1.0/stable");
         assert_eq!(release_in(&map, "latest/edge/fix").unwrap().1.revision, 40);
         assert!(release_in(&map, "latest/edge").is_none());
