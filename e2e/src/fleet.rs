@@ -775,7 +775,7 @@ impl Fleet {
         self.rng.shuffle(&mut outcomes);
         for ((name, queued, prepared), run) in outcomes {
             let label = queued.hook.to_string();
-            self.commit(&name, queued, &prepared, &run, &label);
+            self.commit(&name, Some(queued), &prepared, &run, &label);
             self.check(&started, &format!("after committing {name} {label}"));
         }
     }
@@ -845,11 +845,12 @@ impl Fleet {
         prepared
     }
 
-    /// Commits or discards one hook's outcome; queues what a committed change wakes.
+    /// Commits or discards one hook's outcome (`queued`: the hook, to queue again when it
+    /// failed; `None` for an action); queues what a committed change wakes.
     fn commit(
         &mut self,
         unit: &str,
-        queued: Queued,
+        queued: Option<Queued>,
         prepared: &Prepared,
         run: &HookRun,
         label: &str,
@@ -928,14 +929,16 @@ impl Fleet {
                 }
             }
             entry.woke = woke.into_iter().collect();
-        } else if queued.attempts + 1 < MAX_ATTEMPTS {
-            let member = self.members.get_mut(unit).expect("member");
-            member.queue.push_front(Queued {
-                hook: queued.hook,
-                attempts: queued.attempts + 1,
-            });
-        } else {
-            self.gave_up.push(entry.clone());
+        } else if let Some(queued) = queued {
+            if queued.attempts + 1 < MAX_ATTEMPTS {
+                let member = self.members.get_mut(unit).expect("member");
+                member.queue.push_front(Queued {
+                    hook: queued.hook,
+                    attempts: queued.attempts + 1,
+                });
+            } else {
+                self.gave_up.push(entry.clone());
+            }
         }
         self.record(entry);
     }
@@ -977,12 +980,8 @@ impl Fleet {
     pub fn run_action(&mut self, unit: &str, name: &str, params: Value) -> HookRun {
         let prepared = self.prepare(unit);
         let run = self.members[unit].unit.run_action(name, params);
-        let queued = Queued {
-            hook: Hook::UpdateStatus,
-            attempts: MAX_ATTEMPTS,
-        };
         let label = format!("action {name}");
-        self.commit(unit, queued, &prepared, &run, &label);
+        self.commit(unit, None, &prepared, &run, &label);
         run
     }
 

@@ -440,6 +440,79 @@ fn a_single_unit_moves_at_once() {
     }
 }
 
+#[test]
+fn an_unchanged_publication_wakes_no_peer() {
+    for seed in seeds() {
+        let mut fleet = settled(4, seed);
+        // Every hook publishes the unit's state; on a settled fleet nothing changed.
+        fleet.update_status();
+        let entries = fleet.run_until_quiescent();
+        let hooks: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.unit.as_str(), e.hook.as_str()))
+            .collect();
+        assert_eq!(hooks.len(), 4, "seed {seed}: {hooks:?}");
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.hook == "update-status" && e.committed && e.woke.is_empty()),
+            "seed {seed}: {hooks:?}"
+        );
+        for unit in fleet.units() {
+            assert_eq!(fleet.status(&unit), status("active", "Ready at 'edge'"));
+        }
+    }
+}
+
+#[test]
+fn a_transient_fault_on_the_turn_holders_machine_is_retried_not_a_halt() {
+    for seed in seeds() {
+        let mut fleet = settled(3, seed);
+        // microsample/1 gets the first turn; its machine cannot reach the store.
+        fleet.unit("microsample/1").set_store_down(true);
+        fleet.config("channel", json!("beta"));
+        let failed = fleet.run_until(200, |f| {
+            f.trace()
+                .iter()
+                .any(|e| e.unit == "microsample/1" && e.exit == Some(1))
+        });
+        assert!(failed, "seed {seed}: the refresh never failed");
+        let failure = fleet
+            .trace()
+            .iter()
+            .find(|e| e.unit == "microsample/1" && e.exit == Some(1))
+            .cloned()
+            .unwrap();
+        assert!(!failure.committed, "a failed hook commits nothing");
+        assert!(
+            failure.status.0 == "waiting"
+                && failure
+                    .status
+                    .1
+                    .starts_with("snap refresh microsample failed, will retry: "),
+            "seed {seed}: {:?}",
+            failure.status
+        );
+        // What it wrote was discarded: no failure published, no halt.
+        let published = fleet.unit_data("microsample/1").expect("its data");
+        assert_eq!(published["tracking"], "latest/edge", "seed {seed}");
+        assert!(published["failed"].is_null(), "seed {seed}: {published}");
+        if let Some(mv) = fleet.app_data() {
+            assert!(mv["halt"].is_null(), "seed {seed}: {mv}");
+        }
+        // The store comes back; Juju's retry goes through and the move ends.
+        fleet.unit("microsample/1").set_store_down(false);
+        fleet.run_until_quiescent();
+        no_hook_gave_up(&fleet);
+        all_on(&fleet, "latest/beta", "beta");
+        assert_eq!(
+            fleet.app_status(),
+            status("active", "Moved to 'beta': 3 of 3 units"),
+            "seed {seed}"
+        );
+    }
+}
+
 /// Runs one channel move per seed for `units` units, prints its cost, and checks the budget:
 /// at most 4 hooks per unit beyond a single unit's move (one hook, its `config-changed`).
 fn check_move_cost(units: usize) {
