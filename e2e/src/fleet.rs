@@ -381,6 +381,8 @@ pub struct Fleet {
     app_statuses: Vec<StatusSeen>,
     gave_up: Vec<TraceEntry>,
     max_in_transition: usize,
+    /// A leadership change to make while the next batch runs.
+    leader_mid_batch: Option<String>,
     /// Largest batch (overlapping hooks); 1 runs hooks one at a time.
     pub max_batch: usize,
     print: bool,
@@ -433,6 +435,7 @@ impl Fleet {
             app_statuses: Vec::new(),
             gave_up: Vec::new(),
             max_in_transition: 0,
+            leader_mid_batch: None,
             max_batch: 3,
             print,
         };
@@ -533,6 +536,16 @@ impl Fleet {
         assert!(self.members.contains_key(unit), "no unit {unit}");
         self.leader = unit.to_string();
         self.queue(unit, Hook::LeaderElected);
+    }
+
+    /// Moves the leadership to `unit` while a hook of the current leader runs (the next
+    /// batch that has one; or, if the fleet goes quiet first, then): the batch was prepared
+    /// with the old leader (its `is-leader` said true) and commits under the new one, so an
+    /// application-bag write of the old leader's hook is refused at commit (the hook fails
+    /// and is retried). `leader-elected` is queued on `unit`.
+    pub fn set_leader_mid_batch(&mut self, unit: &str) {
+        assert!(self.members.contains_key(unit), "no unit {unit}");
+        self.leader_mid_batch = Some(unit.to_string());
     }
 
     /// `juju add-unit microsample`: a new machine with the next unit number, its deploy
@@ -661,8 +674,13 @@ impl Fleet {
         }
     }
 
-    /// Whether any hook is queued.
-    pub fn busy(&self) -> bool {
+    /// Whether any hook is queued (or a leadership change is pending: it is made now).
+    pub fn busy(&mut self) -> bool {
+        if !self.members.values().any(|m| !m.queue.is_empty()) {
+            if let Some(leader) = self.leader_mid_batch.take() {
+                self.set_leader(&leader);
+            }
+        }
         self.members.values().any(|m| !m.queue.is_empty())
     }
 
@@ -735,6 +753,11 @@ impl Fleet {
             }
             let prepared = self.prepare(&name);
             batch.push((name, queued, prepared));
+        }
+        if batch.iter().any(|(name, _, _)| *name == self.leader) {
+            if let Some(leader) = self.leader_mid_batch.take() {
+                self.set_leader(&leader);
+            }
         }
         if batch.is_empty() {
             return;
@@ -1000,6 +1023,11 @@ impl Fleet {
     }
 
     fn look(&self, unit: &str) -> Seen {
+        self.look_within(unit, Duration::from_secs(2))
+    }
+
+    /// What `unit`'s machine shows, the probe of `/` bounded by `probe`.
+    fn look_within(&self, unit: &str, probe: Duration) -> Seen {
         let member = &self.members[unit];
         let snap = member.unit.snapd_state()["snap"].clone();
         let text = |k: &str| {
@@ -1008,13 +1036,8 @@ impl Fleet {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let online = http::tcp_request(
-            &format!("127.0.0.1:{}", member.port),
-            "GET",
-            "/",
-            Duration::from_secs(2),
-        )
-        .is_ok_and(|r| r.status == 200 && r.text().trim() == "Online");
+        let online = http::tcp_request(&format!("127.0.0.1:{}", member.port), "GET", "/", probe)
+            .is_ok_and(|r| r.status == 200 && r.text().trim() == "Online");
         Seen {
             tracking: text("tracking_channel"),
             revision: text("revision"),
@@ -1025,6 +1048,10 @@ impl Fleet {
     /// The units in transition now (see the module documentation); `started`: units that
     /// refreshed or installed to the target in the current batch.
     pub fn in_transition(&self, started: &BTreeSet<String>) -> Vec<String> {
+        self.in_transition_within(started, Duration::from_secs(2))
+    }
+
+    fn in_transition_within(&self, started: &BTreeSet<String>, probe: Duration) -> Vec<String> {
         let Some(mv) = &self.moving else {
             return Vec::new();
         };
@@ -1035,7 +1062,7 @@ impl Fleet {
                 if started.contains(*u) {
                     return true;
                 }
-                let seen = self.look(u);
+                let seen = self.look_within(u, probe);
                 let on_target = seen.tracking.as_deref() == Some(mv.target.as_str());
                 let settled = seen.online
                     && revision
@@ -1048,7 +1075,11 @@ impl Fleet {
     }
 
     fn check(&mut self, started: &BTreeSet<String>, when: &str) {
-        let moving = self.in_transition(started);
+        let mut moving = self.in_transition(started);
+        if moving.len() > 1 {
+            // Confirm with patient probes: a loaded machine may answer late.
+            moving = self.in_transition_within(started, Duration::from_secs(10));
+        }
         self.max_in_transition = self.max_in_transition.max(moving.len());
         if moving.len() > 1 {
             self.fail(&format!(
