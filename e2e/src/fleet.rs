@@ -80,6 +80,16 @@
 //! (a `u64`, [`Rng`]: splitmix64) decides everything that is not decided by the charm:
 //! batch sizes, which units, commit orders.
 //!
+//! # What the operator and Juju do
+//!
+//! [`Fleet::config`] (`config-changed` everywhere), [`Fleet::update_status`],
+//! [`Fleet::set_leader`] (between hooks) and [`Fleet::set_leader_mid_batch`] (while a hook of
+//! the old leader runs), [`Fleet::add_unit`] (a new machine, its deploy hooks, `-joined` and
+//! `-changed` for it on the others), [`Fleet::remove_unit`] (its machine gone, `-departed` on
+//! the units that had it as a member, a new leader if it led), [`Fleet::publish`] and
+//! [`Fleet::publish_broken`] (the shared store), [`Fleet::run_action`] (e.g. `resume-move` on
+//! the leader: prepared and committed like a hook, not retried).
+//!
 //! # The invariant
 //!
 //! While a channel move is on ([`Fleet::config`] of `channel` starts one: its target is the
@@ -385,6 +395,9 @@ pub struct Fleet {
     leader_mid_batch: Option<String>,
     /// Largest batch (overlapping hooks); 1 runs hooks one at a time.
     pub max_batch: usize,
+    /// Check the invariant (default); a test that looks at something else after a
+    /// known violation may turn it off.
+    pub check_transitions: bool,
     print: bool,
 }
 
@@ -437,6 +450,7 @@ impl Fleet {
             max_in_transition: 0,
             leader_mid_batch: None,
             max_batch: 3,
+            check_transitions: true,
             print,
         };
         let names: Vec<String> = (0..units).map(|_| fleet.new_machine()).collect();
@@ -1075,6 +1089,9 @@ impl Fleet {
     }
 
     fn check(&mut self, started: &BTreeSet<String>, when: &str) {
+        if !self.check_transitions {
+            return;
+        }
         let mut moving = self.in_transition(started);
         if moving.len() > 1 {
             // Confirm with patient probes: a loaded machine may answer late.
