@@ -203,6 +203,8 @@ impl Unit {
             tools_dir: &self.tools_dir,
             snapd_socket: &self.socket,
             state_dir: &self.state_dir,
+            unit_name: UNIT_NAME,
+            state_root: &juju_unit::state_root(&self.root),
             model_name: "bench",
             context_id: &format!("{UNIT_NAME}-{hook}-{:032x}", self.counter),
             hook_name: hook,

@@ -24,6 +24,12 @@
 //! real `/usr/bin/snap` on the hook `PATH`, pointed at the fake snapd with
 //! `SNAPPY_GLOBAL_ROOT`: the paths a real snapd cannot take here (a successful install).
 //! See `tests/real_snapd.rs` and `.ci/real-snapd.sh`.
+//!
+//! [`Unit::with_options`] names the unit (`JUJU_UNIT_NAME`, default `microsample/0`), lets
+//! its fake snapd share one store with other units' ([`UnitOptions::store`]: a fleet of
+//! machines, see [`crate::fleet`]), or puts it on another unit's machine
+//! ([`UnitOptions::machine_of`]: the same snapd, `snap` and `/var/lib`, so the same claim,
+//! with both units' agent directories; see `tests/e2e_shared.rs`).
 
 pub use crate::fakes::{http, juju_state};
 pub use crate::juju_unit;
@@ -49,6 +55,24 @@ pub use juju_state::{ActionState, Call, JujuState, LogRecord, Relation, StatusEn
 
 use crate::charm_dir::{self, CharmDirMode, DirSnapshot, ImmutableGuard};
 use juju_unit::UNIT_NAME;
+
+/// How [`Unit::with_options`] builds a unit; `UnitOptions::default()` is [`Unit::new`].
+#[derive(Default, Clone, Copy)]
+pub struct UnitOptions<'a> {
+    /// `JUJU_UNIT_NAME`; [`UNIT_NAME`] when `None`.
+    pub name: Option<&'a str>,
+    /// The store file this unit's fake snapd shares with other fake snapds (channels,
+    /// revisions, cohorts: see `fakes::store`); its own store when `None`.
+    pub store: Option<&'a Path>,
+    /// Deploy the unit on that unit's machine: it uses that unit's fake snapd (and so its
+    /// snap, workload and store) and its `/var/lib` ([`Unit::state_root`], where the claim
+    /// and both agent directories live), and starts no snapd of its own. Its charm
+    /// directory, hook tools and Juju state are its own.
+    pub machine_of: Option<&'a Unit>,
+    /// The port microsample's install hook gives the service (`install_port`); a free port
+    /// when `None`. Ignored with `machine_of`.
+    pub install_port: Option<u16>,
+}
 
 /// Default watchdog for one hook or action run.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -278,8 +302,15 @@ pub struct Unit {
     pub state_dir: PathBuf,
     /// snapd socket (`SNAPD_SOCKET`): the fake snapd's, or [`REAL_SNAPD_SOCKET`].
     pub socket: PathBuf,
-    /// The fake snapd; `None` for a unit on the real snapd.
+    /// The fake snapd this unit started; `None` for a unit on the real snapd or on another
+    /// unit's machine.
     snapd: Option<Child>,
+    /// The unit runs on the real snapd and `snap`.
+    real_snapd: bool,
+    /// `JUJU_UNIT_NAME`.
+    unit_name: String,
+    /// The machine's `/var/lib` (`MICROSAMPLE_STATE_ROOT`).
+    state_root: PathBuf,
     /// `SNAPPY_GLOBAL_ROOT` given to hooks, for the real `snap` on the fake snapd.
     snap_root: Option<PathBuf>,
     hook_timeout: Mutex<Duration>,
@@ -374,8 +405,18 @@ impl Unit {
     /// A fresh leader unit with the charm's config defaults, no snap installed and a
     /// running fake snapd.
     pub fn new() -> Unit {
-        let unit = Unit::create(false);
-        unit.snapd_put(json!({"install_port": free_port()}));
+        Unit::with_options(UnitOptions::default())
+    }
+
+    /// A fresh unit with the charm's config defaults and no snap installed, named, on a
+    /// machine and with a store as `options` say (see [`UnitOptions`]). It is the leader
+    /// of its application in its own hook-tool state (`is-leader`), like [`Unit::new`].
+    pub fn with_options(options: UnitOptions<'_>) -> Unit {
+        let unit = Unit::create(false, &options);
+        if options.machine_of.is_none() {
+            let port = options.install_port.unwrap_or_else(free_port);
+            unit.snapd_put(json!({ "install_port": port }));
+        }
         unit
     }
 
@@ -395,7 +436,7 @@ impl Unit {
             Path::new(REAL_SNAP).is_file(),
             "{REAL_SNAP} is missing: install Debian's snapd package (.ci/real-snapd.sh does)"
         );
-        Unit::create(true)
+        Unit::create(true, &UnitOptions::default())
     }
 
     /// A fresh unit like [`Unit::new`] (fake snapd, fake store, fake workload) whose hooks
@@ -420,10 +461,47 @@ impl Unit {
 
     /// Whether this unit runs against the real snapd and `snap`.
     pub fn uses_real_snapd(&self) -> bool {
-        self.snapd.is_none()
+        self.real_snapd
     }
 
-    fn create(real_snapd: bool) -> Unit {
+    /// `JUJU_UNIT_NAME` of this unit.
+    pub fn unit_name(&self) -> &str {
+        &self.unit_name
+    }
+
+    /// The machine's `/var/lib` (`MICROSAMPLE_STATE_ROOT`): the claim lives in its
+    /// `microsample-charm/`, the agent directories in its `juju/agents/`.
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    /// The unit's agent directory, `<state root>/juju/agents/unit-<app>-<n>`, which Juju
+    /// keeps while the unit is deployed (docs/juju.md#unit-agent-directory).
+    pub fn agent_dir(&self) -> PathBuf {
+        self.state_root
+            .join("juju/agents")
+            .join(format!("unit-{}", self.unit_name.replace('/', "-")))
+    }
+
+    /// Removes the unit's agent directory, as Juju does when the unit is gone from the
+    /// machine (or leaves it, e.g. `juju remove-unit --force` without the charm's `remove`).
+    pub fn remove_agent_dir(&self) {
+        fs::remove_dir_all(self.agent_dir()).expect("cannot remove the agent dir");
+    }
+
+    /// The machine-wide claim (`<state root>/microsample-charm/claim.json`), parsed; `None`
+    /// when there is none.
+    pub fn claim(&self) -> Option<Value> {
+        let path = self.state_root.join("microsample-charm/claim.json");
+        let text = fs::read_to_string(&path).ok()?;
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display())),
+        )
+    }
+
+    fn create(real_snapd: bool, options: &UnitOptions<'_>) -> Unit {
+        let unit_name = options.name.unwrap_or(UNIT_NAME).to_string();
         let dir = tempfile::Builder::new()
             .prefix("msunit-")
             .tempdir()
@@ -435,15 +513,18 @@ impl Unit {
         for d in [&tools_dir, &charm_dir, &state_dir] {
             fs::create_dir_all(d).expect("cannot create unit dirs");
         }
-        {
-            juju_unit::make_agent_dir(&juju_unit::state_root(&root), UNIT_NAME)
-                .expect("cannot create the unit's agent dir");
-        }
+        let state_root = match options.machine_of {
+            Some(host) => host.state_root.clone(),
+            None => juju_unit::state_root(&root),
+        };
+        juju_unit::make_agent_dir(&state_root, &unit_name)
+            .expect("cannot create the unit's agent dir");
         let bin = fake_juju_bin();
         juju_unit::link_tools(&bin, &tools_dir, !real_snapd).unwrap_or_else(|e| panic!("{e}"));
         symlink(dispatch_bin(), charm_dir.join("dispatch")).expect("cannot link dispatch");
         let defaults = write_charm_files(&charm_dir);
         let state = JujuState {
+            unit_name: unit_name.clone(),
             config: defaults,
             ..JujuState::default()
         };
@@ -451,6 +532,12 @@ impl Unit {
 
         let (socket, snapd) = if real_snapd {
             (PathBuf::from(REAL_SNAPD_SOCKET), None)
+        } else if let Some(host) = options.machine_of {
+            assert!(
+                !host.real_snapd,
+                "units sharing a machine share its fake snapd"
+            );
+            (host.socket.clone(), None)
         } else {
             let mut socket = root.join("snapd.socket");
             if socket.as_os_str().len() > 100 {
@@ -460,8 +547,8 @@ impl Unit {
                     unique_suffix()
                 ));
             }
-            let snapd =
-                juju_unit::start_fake_snapd(&bin, &socket, &root).unwrap_or_else(|e| panic!("{e}"));
+            let snapd = juju_unit::start_fake_snapd_with_store(&bin, &socket, &root, options.store)
+                .unwrap_or_else(|e| panic!("{e}"));
             (socket, Some(snapd))
         };
         Unit {
@@ -472,6 +559,9 @@ impl Unit {
             state_dir,
             socket,
             snapd,
+            real_snapd,
+            unit_name,
+            state_root,
             snap_root: None,
             hook_timeout: Mutex::new(DEFAULT_HOOK_TIMEOUT),
             charm_dir_mode: Mutex::new(CharmDirMode::Writable),
@@ -717,7 +807,8 @@ impl Unit {
 
     fn context_id(&self, name: &str) -> String {
         format!(
-            "{UNIT_NAME}-{name}-{:016x}{:016x}",
+            "{}-{name}-{:016x}{:016x}",
+            self.unit_name,
             unique_suffix(),
             self.counter.fetch_add(1, Ordering::SeqCst)
         )
@@ -737,6 +828,8 @@ impl Unit {
             tools_dir: &self.tools_dir,
             snapd_socket: &self.socket,
             state_dir: &self.state_dir,
+            unit_name: &self.unit_name,
+            state_root: &self.state_root,
             model_name: "test",
             context_id: &self.context_id(context_name),
             hook_name,

@@ -19,7 +19,7 @@ use crate::fakes::juju_state::HOOK_TOOLS;
 /// Juju version reported to the charm.
 pub const JUJU_VERSION: &str = "3.6.4";
 
-/// Unit name of the simulated unit.
+/// Unit name of the simulated unit, unless it is given another ([`DispatchEnv::unit_name`]).
 pub const UNIT_NAME: &str = "microsample/0";
 
 /// Links every hook tool in `tools_dir` to the `fake-juju` binary, and `snap` too when
@@ -37,16 +37,32 @@ pub fn link_tools(fake_juju: &Path, tools_dir: &Path, fake_snap: bool) -> Result
 /// (`snapd-state.json`) and its log (`snapd.log`: stdout and stderr) in `dir`, exiting when
 /// this process does; waits until it answers (10 s at most, else kills it and says why).
 pub fn start_fake_snapd(fake_juju: &Path, socket: &Path, dir: &Path) -> Result<Child, String> {
+    start_fake_snapd_with_store(fake_juju, socket, dir, None)
+}
+
+/// Like [`start_fake_snapd`], with the store kept in the file `store` shared with other
+/// fake snapds (`serve-snapd --store`, see `fakes::store`) when given.
+pub fn start_fake_snapd_with_store(
+    fake_juju: &Path,
+    socket: &Path,
+    dir: &Path,
+    store: Option<&Path>,
+) -> Result<Child, String> {
     let log_path = dir.join("snapd.log");
     let log_err = |e: std::io::Error| format!("cannot open {}: {e}", log_path.display());
     let log = File::create(&log_path).map_err(log_err)?;
     let log2 = log.try_clone().map_err(log_err)?;
-    let mut snapd = Command::new(fake_juju)
+    let mut command = Command::new(fake_juju);
+    command
         .arg("serve-snapd")
         .arg("--socket")
         .arg(socket)
         .arg("--state")
-        .arg(dir.join("snapd-state.json"))
+        .arg(dir.join("snapd-state.json"));
+    if let Some(store) = store {
+        command.arg("--store").arg(store);
+    }
+    let mut snapd = command
         .arg("--exit-with-pid")
         .arg(std::process::id().to_string())
         .stdin(Stdio::null())
@@ -99,6 +115,11 @@ pub struct DispatchEnv<'a> {
     pub snapd_socket: &'a Path,
     /// `FAKE_JUJU_DIR`: the fake hook tools' state.
     pub state_dir: &'a Path,
+    /// `JUJU_UNIT_NAME` (e.g. [`UNIT_NAME`]).
+    pub unit_name: &'a str,
+    /// `MICROSAMPLE_STATE_ROOT`: the machine's `/var/lib` (see [`state_root`]), shared by
+    /// the units on one machine.
+    pub state_root: &'a Path,
     /// `JUJU_MODEL_NAME`.
     pub model_name: &'a str,
     /// `JUJU_CONTEXT_ID`.
@@ -130,7 +151,7 @@ impl DispatchEnv<'_> {
         let agent_socket = self.root.join("agent.socket").display().to_string();
         let snapd_socket = self.snapd_socket.display().to_string();
         let state_dir = self.state_dir.display().to_string();
-        let state_root = state_root(self.root).display().to_string();
+        let state_root = self.state_root.display().to_string();
         [
             ("CHARM_DIR", charm.as_str()),
             ("JUJU_CHARM_DIR", charm.as_str()),
@@ -138,7 +159,7 @@ impl DispatchEnv<'_> {
             ("JUJU_HOOK_NAME", self.hook_name),
             ("JUJU_AGENT_SOCKET_ADDRESS", agent_socket.as_str()),
             ("JUJU_AGENT_SOCKET_NETWORK", "unix"),
-            ("JUJU_UNIT_NAME", UNIT_NAME),
+            ("JUJU_UNIT_NAME", self.unit_name),
             ("JUJU_MODEL_UUID", "9d6a1f47-5b3e-4c0d-8e2a-1c7f3b9e4a21"),
             ("JUJU_MODEL_NAME", self.model_name),
             ("JUJU_API_ADDRESSES", "10.0.0.2:17070"),

@@ -7,7 +7,9 @@
 //!   snapd), and its helpers;
 //! - [`juju_unit`]: the pieces of a unit the harness and the benchmark (`bench/`) share;
 //! - [`charm_dir`]: a read-only or immutable charm directory, and snapshots of it;
-//! - [`ports`]: something else holding the workload's port ([`PortHolder`]).
+//! - [`ports`]: something else holding the workload's port ([`PortHolder`]);
+//! - [`fleet`]: a simulated fleet of units, each on its own machine, sharing one store and
+//!   the `fleet` peer relation the way Juju runs them ([`fleet::Fleet`]).
 //!
 //! The end-to-end and fake-contract tests live in this package's `tests/`. The charm under
 //! test is `$MICROSAMPLE_DISPATCH` (CI: the dispatch taken out of the packed `.charm`) or
@@ -15,6 +17,7 @@
 
 pub mod charm_dir;
 pub mod fakes;
+pub mod fleet;
 pub mod harness;
 pub mod juju_unit;
 pub mod ports;

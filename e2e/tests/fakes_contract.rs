@@ -2375,3 +2375,56 @@ fn cohort_keys_the_store_refuses_and_conflicting_options() {
         json!({"message": "leave-cohort can only be specified for refresh or switch"})
     );
 }
+
+#[test]
+fn machines_started_with_one_store_file_share_channels_and_cohorts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.json");
+    let options = |name| microsample_e2e::UnitOptions {
+        name: Some(name),
+        store: Some(&store),
+        ..Default::default()
+    };
+    let a = Unit::with_options(options("microsample/0"));
+    let b = Unit::with_options(options("microsample/1"));
+    // A revision published through one machine is what the other's store serves.
+    a.set_store(json!({
+        "latest/edge": {"revision": 34, "version": "0+git.57e56f2"},
+        "latest/beta": {"revision": 41, "version": "0+git.fixed"},
+    }));
+    assert_eq!(
+        b.snapd_state()["channels"]["latest/beta"]["revision"],
+        json!(41)
+    );
+    // A cohort key made on one machine works on the other, pinned for both.
+    let key = a.create_cohort();
+    a.set_store(json!({
+        "latest/edge": {"revision": 34, "version": "0+git.57e56f2"},
+        "latest/beta": {"revision": 42, "version": "0+git.newer"},
+    }));
+    let out = snap(
+        &b,
+        &[
+            "install",
+            "microsample",
+            "--beta",
+            &format!("--cohort={key}"),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(snap_field(&b, "revision"), json!("41"));
+    // Without the key, the newest.
+    assert_ok(&snap(&a, &["install", "microsample", "--beta"]));
+    assert_eq!(snap_field(&a, "revision"), json!("42"));
+    // What the revision serves travels with it: a revision without /metrics.
+    a.set_store(json!({
+        "latest/edge": {"revision": 12, "version": "0+git.old", "metrics": false},
+    }));
+    assert_ok(&snap(
+        &b,
+        &["refresh", "microsample", "--edge", "--leave-cohort"],
+    ));
+    let port = b.snapd_state()["workload"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(b.workload_get(port, "/metrics").map(|r| r.0), Some(404));
+    assert_eq!(b.workload_get(port, "/").map(|r| r.0), Some(200));
+}

@@ -19,6 +19,10 @@
 //! `GET /v2/system-info`, `POST /v2/cohorts`. The store behind them, its channel map and
 //! its cohorts are described in [`crate::fakes::store`].
 //!
+//! Started with `--store <file>`, the fake snapd shares its store (channel map, cohorts,
+//! store clock) with every other fake snapd started with the same file: see
+//! [`crate::fakes::store`] ("One store for several machines").
+//!
 //! Knobs of the real-world cases (fields of [`FakeState`]): `snap.sideloaded` (installed
 //! from a file: refresh refused with `snap-local` unless amend), `snap.cohort_key`,
 //! `architecture` (not amd64: `snap-architecture-not-available`), `cohorts` and
@@ -40,7 +44,7 @@ use serde_json::{json, Map, Value};
 use crate::fakes::channel::{self, Channel};
 use crate::fakes::http::{self, Request, Response};
 use crate::fakes::output::{go_json, go_json_string, string_list};
-use crate::fakes::store::{self, ChannelMap, Cohort};
+use crate::fakes::store::{self, ChannelMap, Cohort, SharedStore, StoreLock};
 pub use crate::fakes::store::{Release, ARCH};
 use crate::fakes::workload::{self, Workload};
 
@@ -77,6 +81,12 @@ pub struct InstalledSnap {
     pub sideloaded: bool,
     /// The cohort the snap is in (`cohort-key`), `""` for none.
     pub cohort_key: String,
+    /// The installed revision's service misbehaves ([`Release::fault`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// The installed revision serves `/metrics` ([`Release::metrics`]).
+    #[serde(skip_serializing_if = "is_true")]
+    pub metrics: bool,
     /// Snap configuration (`snap get`).
     pub config: Map<String, Value>,
     /// Service enabled (starts at boot).
@@ -97,12 +107,19 @@ impl Default for InstalledSnap {
             tracking_channel: "latest/edge".to_string(),
             sideloaded: false,
             cohort_key: String::new(),
+            fault: None,
+            metrics: true,
             config,
             enabled: true,
             active: true,
             install_date: http::rfc3339_nano(SystemTime::now()),
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A change (async operation).
@@ -199,17 +216,11 @@ impl Default for FakeState {
         let mut channels = BTreeMap::new();
         channels.insert(
             "latest/edge".to_string(),
-            Release {
-                revision: 34,
-                version: "0+git.57e56f2".to_string(),
-            },
+            Release::good(34, "0+git.57e56f2"),
         );
         channels.insert(
             "latest/beta".to_string(),
-            Release {
-                revision: 33,
-                version: "0+git.49ff7aa".to_string(),
-            },
+            Release::good(33, "0+git.49ff7aa"),
         );
         FakeState {
             snap: None,
@@ -238,6 +249,8 @@ struct Snapd {
     state: FakeState,
     workload: Workload,
     state_file: Option<PathBuf>,
+    /// The store file shared with other fake snapds (`--store`), if any.
+    store_file: Option<PathBuf>,
 }
 
 type Shared = Arc<Mutex<Snapd>>;
@@ -435,6 +448,21 @@ impl Snapd {
         }
     }
 
+    /// The store part of the state.
+    fn store(&self) -> SharedStore {
+        SharedStore {
+            channels: self.state.channels.clone(),
+            cohorts: self.state.cohorts.clone(),
+            store_clock_offset: self.state.store_clock_offset,
+        }
+    }
+
+    fn set_store(&mut self, store: SharedStore) {
+        self.state.channels = store.channels;
+        self.state.cohorts = store.cohorts;
+        self.state.store_clock_offset = store.store_clock_offset;
+    }
+
     /// Whether the service is really up (started, bound, not dead).
     fn service_active(&self) -> bool {
         self.state.snap.as_ref().is_some_and(|s| s.active) && self.workload.port().is_some()
@@ -456,15 +484,28 @@ impl Snapd {
     /// (Re)starts or stops the workload to match the snap state. `restart` forces a
     /// restart of a running service (systemctl restart).
     fn reconcile(&mut self, restart: bool) {
-        let dead = self.state.workload_fault.as_deref() == Some("dead");
+        // An injected fault, else the installed revision's own.
+        let fault = self.state.workload_fault.clone().or_else(|| {
+            self.state
+                .snap
+                .as_ref()
+                .and_then(|s| s.fault.clone())
+                .filter(|f| workload::FAULTS.contains(&f.as_str()))
+        });
+        let dead = fault.as_deref() == Some("dead");
+        let no_metrics = self.state.snap.as_ref().is_some_and(|s| !s.metrics);
+        self.workload
+            .shared
+            .no_metrics
+            .store(no_metrics, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut f) = self.workload.shared.fault.lock() {
-            *f = self.state.workload_fault.clone();
+            *f = fault;
         }
         let wanted = self.state.snap.as_ref().is_some_and(|s| s.active) && !dead;
         if !wanted {
             self.workload.stop();
             if dead {
-                self.workload.last_error = Some("service crashed (workload_fault=dead)".into());
+                self.workload.last_error = Some("service crashed (fault=dead)".into());
             } else {
                 self.workload.last_error = None;
             }
@@ -901,6 +942,8 @@ fn install(d: &mut Snapd, inst: &SnapInstruction) -> Reply {
             tracking_channel: tracking,
             sideloaded: false,
             cohort_key: inst.cohort_key.clone(),
+            fault: release.fault.clone(),
+            metrics: release.metrics,
             config,
             enabled: true,
             active: true,
@@ -1075,6 +1118,8 @@ fn refresh(d: &mut Snapd, inst: &SnapInstruction) -> Reply {
                 s.channel = effective;
                 s.revision = release.revision.to_string();
                 s.version = release.version;
+                s.fault = release.fault;
+                s.metrics = release.metrics;
                 s.sideloaded = false;
                 // Refresh stops the services and starts the enabled ones again.
                 s.active = s.enabled;
@@ -1641,6 +1686,22 @@ fn put_state(d: &mut Snapd, body: &[u8]) -> Reply {
             );
         }
     }
+    let releases = new
+        .channels
+        .values()
+        .chain(new.cohorts.values().flat_map(|c| c.channels.values()));
+    for release in releases {
+        if let Some(f) = release.fault.as_deref() {
+            if !workload::FAULTS.contains(&f) {
+                return error(
+                    400,
+                    &format!("unknown release fault {}", quoted(f)),
+                    None,
+                    None,
+                );
+            }
+        }
+    }
     let cohort_channels = new.cohorts.values().flat_map(|c| c.channels.keys());
     for name in new.channels.keys().chain(cohort_channels) {
         match Channel::parse(name) {
@@ -1677,14 +1738,40 @@ fn method_not_allowed(method: &str) -> Reply {
     )
 }
 
+/// Routes one request; with a shared store, under the store's lock, with the store loaded
+/// before and written back after when the request changed it.
 fn route(shared: &Shared, req: &Request) -> Reply {
     let mut d = lock(shared);
+    let Some(path) = d.store_file.clone() else {
+        return route_locked(&mut d, req);
+    };
+    let shared_store = match StoreLock::take(&path) {
+        Ok(lock) => lock,
+        Err(e) => return error(500, &format!("fake snapd: shared store: {e}"), None, None),
+    };
+    match shared_store.load() {
+        Ok(Some(store)) => d.set_store(store),
+        Ok(None) => {}
+        Err(e) => return error(500, &format!("fake snapd: shared store: {e}"), None, None),
+    }
+    let before = d.store();
+    let reply = route_locked(&mut d, req);
+    let after = d.store();
+    if after != before {
+        if let Err(e) = shared_store.save(&after) {
+            eprintln!("fake-juju serve-snapd: shared store: {e}");
+        }
+    }
+    reply
+}
+
+fn route_locked(d: &mut Snapd, req: &Request) -> Reply {
     let path = req.path.as_str();
     let m = req.method.as_str();
     if let Some(rest) = path.strip_prefix("/fake/") {
         return match (m, rest) {
-            ("GET", "state") => sync(&go_json(&state_json(&d))),
-            ("PUT", "state") => put_state(&mut d, &req.body),
+            ("GET", "state") => sync(&go_json(&state_json(d))),
+            ("PUT", "state") => put_state(d, &req.body),
             ("GET", "requests") => sync(&go_json(&json!(d.state.requests))),
             ("DELETE", "requests") => {
                 d.state.requests.clear();
@@ -1699,7 +1786,7 @@ fn route(shared: &Shared, req: &Request) -> Reply {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v2", "snaps"] => match m {
-            "GET" => list_snaps(&d, req),
+            "GET" => list_snaps(d, req),
             "POST" => error(
                 501,
                 "fake snapd: multi-snap operations are not implemented",
@@ -1709,22 +1796,22 @@ fn route(shared: &Shared, req: &Request) -> Reply {
             _ => method_not_allowed(m),
         },
         ["v2", "snaps", name] if !name.is_empty() => match m {
-            "GET" => get_snap(&mut d, name),
-            "POST" => post_snap(&mut d, name, &req.body),
+            "GET" => get_snap(d, name),
+            "POST" => post_snap(d, name, &req.body),
             _ => method_not_allowed(m),
         },
         ["v2", "snaps", name, "conf"] if !name.is_empty() => match m {
-            "GET" => get_conf(&d, name, req),
-            "PUT" => put_conf(&mut d, name, &req.body),
+            "GET" => get_conf(d, name, req),
+            "PUT" => put_conf(d, name, &req.body),
             _ => method_not_allowed(m),
         },
         ["v2", "apps"] => match m {
-            "POST" => post_apps(&mut d, &req.body),
-            "GET" => get_apps(&d, req),
+            "POST" => post_apps(d, &req.body),
+            "GET" => get_apps(d, req),
             _ => method_not_allowed(m),
         },
         ["v2", "changes", id] if !id.is_empty() => match m {
-            "GET" => get_change(&mut d, id),
+            "GET" => get_change(d, id),
             "POST" => error(
                 501,
                 "fake snapd: aborting changes is not implemented",
@@ -1734,11 +1821,11 @@ fn route(shared: &Shared, req: &Request) -> Reply {
             _ => method_not_allowed(m),
         },
         ["v2", "system-info"] => match m {
-            "GET" => system_info(&d),
+            "GET" => system_info(d),
             _ => method_not_allowed(m),
         },
         ["v2", "cohorts"] => match m {
-            "POST" => post_cohorts(&mut d, &req.body),
+            "POST" => post_cohorts(d, &req.body),
             _ => method_not_allowed(m),
         },
         _ => error(404, "not found", None, None),
@@ -1784,10 +1871,13 @@ fn handle_connection(shared: Shared, stream: UnixStream) {
     }
 }
 
-/// `fake-juju serve-snapd --socket <path> [--state <file>] [--exit-with-pid <pid>]`.
+/// `fake-juju serve-snapd --socket <path> [--state <file>] [--store <file>]
+/// [--exit-with-pid <pid>]`: `--store` names the store file shared with other fake snapds
+/// (created from this one's store when missing).
 pub fn serve(args: &[String]) -> i32 {
     let mut socket: Option<PathBuf> = None;
     let mut state_file: Option<PathBuf> = None;
+    let mut store_file: Option<PathBuf> = None;
     let mut parent: Option<u32> = None;
     let mut i = 0;
     while i < args.len() {
@@ -1809,6 +1899,7 @@ pub fn serve(args: &[String]) -> i32 {
         match flag.as_str() {
             "--socket" => socket = Some(PathBuf::from(value)),
             "--state" => state_file = Some(PathBuf::from(value)),
+            "--store" => store_file = Some(PathBuf::from(value)),
             "--exit-with-pid" => match value.parse() {
                 Ok(p) => parent = Some(p),
                 Err(_) => {
@@ -1825,7 +1916,7 @@ pub fn serve(args: &[String]) -> i32 {
     }
     let Some(socket) = socket else {
         eprintln!(
-            "usage: fake-juju serve-snapd --socket <path> [--state <file>] [--exit-with-pid <pid>]"
+            "usage: fake-juju serve-snapd --socket <path> [--state <file>] [--store <file>] [--exit-with-pid <pid>]"
         );
         return 2;
     };
@@ -1849,7 +1940,18 @@ pub fn serve(args: &[String]) -> i32 {
         state,
         workload: Workload::default(),
         state_file,
+        store_file,
     };
+    if let Some(path) = snapd.store_file.clone() {
+        let mine = snapd.store();
+        match store::update_shared(&path, || mine, |s| s.clone()) {
+            Ok(store) => snapd.set_store(store),
+            Err(e) => {
+                eprintln!("fake-juju serve-snapd: shared store: {e}");
+                return 1;
+            }
+        }
+    }
     snapd.reconcile(true);
     snapd.save();
     let shared: Shared = Arc::new(Mutex::new(snapd));

@@ -30,8 +30,29 @@
 //! refreshes use it, until `--leave-cohort` or another `--cohort`. A key the store never
 //! issued is refused with a text of the fake's own (`fake store: unknown cohort key`): the
 //! real store's words for it are not known.
+//!
+//! **Revisions that misbehave** (a fake-only knob of a [`Release`]): `fault` makes the
+//! revision's service misbehave once it runs (one of the workload faults: `http500` runs but
+//! never answers `Online`, `hang` accepts and never answers, `dead` does not start), and
+//! `metrics: false` makes it serve only `/` and `/api/info`, like microsample revisions
+//! built before May 2023 (no `/metrics`). Both travel with the revision: a machine that
+//! installs or refreshes to it gets them, whatever channel or cohort served it.
+//!
+//! **One store for several machines** ([`SharedStore`]). Each fake snapd normally keeps its
+//! store (channel map, cohorts, store clock) in its own state. Started with `--store
+//! <file>`, it keeps them in that file instead, shared with every other fake snapd started
+//! with the same file: before each request it loads them under an exclusive `flock(2)` on
+//! `<file>.lock`, and writes them back (atomically, temp file then rename) before releasing
+//! the lock if the request changed them. So a revision published through one machine's
+//! `PUT /fake/state` (`channels`) is what every machine's next install or refresh sees, and a
+//! cohort key created on one machine (`POST /v2/cohorts`) works on the others, as with the
+//! real store. What stays per machine: the installed snap, the machine's architecture, its
+//! network (`store_down`, `store_error`), faults, changes and requests.
 
 use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +71,33 @@ pub const COHORT_WINDOW_SECS: u64 = 90 * 24 * 3600;
 pub struct Release {
     pub revision: u32,
     pub version: String,
+    /// The revision's service misbehaves (a workload fault: `http500`, `hang`, `dead`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// The revision serves Prometheus text on `/metrics` (false: built before May 2023).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub metrics: bool,
+}
+
+impl Release {
+    /// A revision that behaves: answers `Online`, serves `/metrics`.
+    pub fn good(revision: u32, version: &str) -> Release {
+        Release {
+            revision,
+            version: version.to_string(),
+            fault: None,
+            metrics: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A channel map: fully qualified channel -> release.
@@ -62,6 +110,89 @@ pub struct Cohort {
     pub window_start: u64,
     /// The channel map as it was when the window started.
     pub channels: ChannelMap,
+}
+
+/// The store part of a fake snapd's state, when several fake snapds share one store (see
+/// the module doc): the channel map, the cohorts and the store's clock.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedStore {
+    pub channels: ChannelMap,
+    pub cohorts: BTreeMap<String, Cohort>,
+    pub store_clock_offset: u64,
+}
+
+/// The shared store file `path`, locked: released on drop.
+pub struct StoreLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl StoreLock {
+    /// Takes an exclusive `flock(2)` on `<path>.lock` (created if missing), waiting for it.
+    pub fn take(path: &Path) -> Result<StoreLock, String> {
+        let lock_path = lock_path(path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(format!(
+                "cannot lock {}: {}",
+                lock_path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(StoreLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The store as the file has it; `None` when the file does not exist yet.
+    pub fn load(&self) -> Result<Option<SharedStore>, String> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("cannot parse {}: {e}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+        }
+    }
+
+    /// Replaces the file's content (temp file, then rename).
+    pub fn save(&self, store: &SharedStore) -> Result<(), String> {
+        let data = serde_json::to_vec_pretty(store).map_err(|e| e.to_string())?;
+        let tmp = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
+        fs::write(&tmp, data).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        fs::rename(&tmp, &self.path)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Reads, changes and writes back the shared store `path` under its lock (a missing file
+/// starts from `initial`).
+pub fn update_shared<R>(
+    path: &Path,
+    initial: impl FnOnce() -> SharedStore,
+    f: impl FnOnce(&mut SharedStore) -> R,
+) -> Result<R, String> {
+    let lock = StoreLock::take(path)?;
+    let mut store = lock.load()?.unwrap_or_else(initial);
+    let result = f(&mut store);
+    lock.save(&store)?;
+    Ok(result)
 }
 
 /// The release serving `tracking` (fully qualified) in `map`, and the channel it comes
@@ -277,20 +408,8 @@ mod tests {
     #[test]
     fn releases_follow_and_branches_do_not() {
         let mut map = ChannelMap::new();
-        map.insert(
-            "1.0/stable".into(),
-            Release {
-                revision: 20,
-                version: "1.0.0".into(),
-            },
-        );
-        map.insert(
-            "latest/edge/fix".into(),
-            Release {
-                revision: 40,
-                version: "x".into(),
-            },
-        );
+        map.insert("1.0/stable".into(), Release::good(20, "1.0.0"));
+        map.insert("latest/edge/fix".into(), Release::good(40, "x"));
         assert_eq!(release_in(&map, "1.0/edge").unwrap().0, "1.0/stable");
         assert_eq!(release_in(&map, "latest/edge/fix").unwrap().1.revision, 40);
         assert!(release_in(&map, "latest/edge").is_none());

@@ -10,6 +10,11 @@
 //! limit (5 in 10 s) and then leaves it failed. The fake keeps the end state: not running,
 //! [`Workload::last_error`] set, so snapd omits `active` for the app; freeing the port
 //! changes nothing until the service is started or restarted again.
+//!
+//! What it serves depends on the running revision (`store::Release`): `/` (`Online`) and
+//! `/api/info` always, `/metrics` (Prometheus text) only for revisions that have it
+//! (microsample's built before May 2023 do not: 404 there), and a revision's `fault`
+//! makes it misbehave like an injected one ([`FAULTS`]).
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +35,8 @@ pub struct Shared {
     pub fault: Arc<Mutex<Option<String>>>,
     /// `microsample_calls_total`.
     pub calls: Arc<AtomicU64>,
+    /// The running revision predates `/metrics` (it answers 404 there).
+    pub no_metrics: Arc<AtomicBool>,
 }
 
 struct Running {
@@ -226,6 +233,9 @@ fn route(req: &http::Request, shared: &Shared) -> (u16, &'static str, String) {
                 "application/json",
                 "{\"name\":\"Erik Lonroth\",\"skill\":100,\"title\":\"wizard\"}\n".to_string(),
             )
+        }
+        "/metrics" if shared.no_metrics.load(Ordering::SeqCst) => {
+            (404, "text/html; charset=utf-8", NOT_FOUND_PAGE.to_string())
         }
         "/metrics" => (
             200,
