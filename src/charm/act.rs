@@ -105,7 +105,12 @@ fn resume_move(
         Read::Missing => return Err("no move to resume".into()),
         Read::Unreadable(seen) => return Err(format!("cannot read the move: {seen}")),
     };
-    let resumed = fleet::resume(mv)?;
+    let mut resumed = fleet::resume(mv)?;
+    // A new cohort: the old one pins the revision the move halted on.
+    let key = host
+        .create_cohort()
+        .map_err(|e| format!("snap create-cohort {SNAP_NAME} failed: {e}"))?;
+    resumed.cohort = Some(key);
     let unit = resumed.turn.clone().unwrap_or_default();
     outcome
         .relation_data

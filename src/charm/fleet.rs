@@ -315,10 +315,7 @@ pub(crate) fn coordinate(
 }
 
 /// Whether this unit may refresh to `target` now, given the move it read.
-pub(crate) fn gate(fleet: Option<&Fleet>, target: &Channel) -> Gate {
-    let Some(fleet) = fleet.filter(|f| f.peer_count > 0) else {
-        return Gate::Open { cohort: None };
-    };
+pub(crate) fn gate(fleet: &Fleet, target: &Channel) -> Gate {
     let mv = match &fleet.app {
         Read::Valid(mv) if Channel::parse(&mv.target).is_ok_and(|c| c.full() == target.full()) => {
             mv
@@ -517,7 +514,7 @@ mod tests {
         other.me = "microsample/2".into();
         other.app = Read::Valid(halted.clone());
         assert!(matches!(
-            gate(Some(&other), &beta()),
+            gate(&other, &beta()),
             Gate::Wait(why) if why.contains("halted on microsample/1")
         ));
         // The halted unit answers again: the move goes on by itself.
@@ -595,9 +592,25 @@ mod tests {
     }
 
     #[test]
-    fn a_single_unit_moves_at_once() {
-        assert_eq!(gate(None, &beta()), Gate::Open { cohort: None });
-        let alone = fleet(Read::Missing, &[]);
-        assert_eq!(gate(Some(&alone), &beta()), Gate::Open { cohort: None });
+    fn a_unit_that_sees_no_peer_yet_still_waits_for_its_turn() {
+        let mut new = fleet(
+            Read::Valid(Move {
+                v: SHAPE,
+                target: "beta".into(),
+                from: Some("latest/edge".into()),
+                cohort: None,
+                turn: Some("microsample/1".into()),
+                halt: None,
+                done: 1,
+                units: 4,
+            }),
+            &[],
+        );
+        new.me = "microsample/4".into();
+        new.leader = false;
+        assert_eq!(
+            gate(&new, &beta()),
+            Gate::Wait("moving to 'beta': 1 of 4 done".into())
+        );
     }
 }

@@ -327,9 +327,18 @@ fn steer(
     seen: &Observed,
     fleet: Option<&mut Fleet>,
 ) -> Result<Course, Stop> {
-    let Some(fleet) = fleet.filter(|f| f.peer_count > 0) else {
+    let Some(fleet) = fleet else {
         return Ok(Course::alone(config));
     };
+    // Alone: the leader without peers, or a unit that has seen neither a peer nor a move.
+    // Free to move; a fresh install still joins a move in progress where the fleet serves.
+    let alone = fleet.peer_count == 0 && (fleet.leader || fleet.app == fleet::Read::Missing);
+    if alone {
+        return Ok(Course {
+            gate: fleet::Gate::Open { cohort: None },
+            ..joining(config, &fleet.app)
+        });
+    }
     if fleet.leader {
         let same_target = matches!(&fleet.app, fleet::Read::Valid(m)
             if Channel::parse(&m.target).is_ok_and(|c| c.full() == config.channel.full()));
@@ -349,11 +358,20 @@ fn steer(
         let (mv, _) = fleet::coordinate(fleet, &config.channel, &mine, cohort.as_deref());
         fleet.app = fleet::Read::Valid(mv);
     }
-    let gate = fleet::gate(Some(fleet), &config.channel);
-    let (install, cohort) = match &fleet.app {
-        // A unit added while the move is halted joins the fleet where it serves.
+    Ok(Course {
+        gate: fleet::gate(fleet, &config.channel),
+        ..joining(config, &fleet.app)
+    })
+}
+
+/// What a fresh install takes: while a move is under way (or halted), the channel the fleet
+/// serves, in the move's cohort, never the revision it is moving to (the unit gets its
+/// turn like the others); otherwise the configured channel.
+fn joining(config: &Config, app: &fleet::Read<fleet::Move>) -> Course {
+    let (install, cohort) = match app {
         fleet::Read::Valid(mv) => {
-            let serving = mv.halt.as_ref().and(mv.from.as_deref());
+            let moving = mv.halt.is_some() || mv.turn.is_some();
+            let serving = mv.from.as_deref().filter(|_| moving);
             let install = serving
                 .and_then(|c| Channel::parse(c).ok())
                 .unwrap_or_else(|| config.channel.clone());
@@ -361,11 +379,11 @@ fn steer(
         }
         _ => (config.channel.clone(), None),
     };
-    Ok(Course {
+    Course {
         install,
         cohort,
-        gate,
-    })
+        gate: fleet::Gate::Wait(String::new()),
+    }
 }
 
 /// Plan, act and look again until nothing is left to do; the status the last snapshot

@@ -84,11 +84,13 @@ pub(crate) fn fleet(host: &mut impl Host, me: &str, app: &str) -> Result<Option<
         peers: Default::default(),
         peer_count: units.len(),
     };
-    if units.is_empty() {
+    // A unit that sees no peer yet (a new one, before its -joined hooks) still reads the
+    // move, so it installs what the fleet converges on.
+    fleet.app = Read::parse(&host.relation_get(&fleet.relation, app, true)?);
+    if units.is_empty() && fleet.app == Read::Missing {
         return Ok(Some(fleet));
     }
     fleet.leader = host.is_leader()?;
-    fleet.app = Read::parse(&host.relation_get(&fleet.relation, app, true)?);
     if fleet.leader {
         for unit in units {
             let bag = host.relation_get(&fleet.relation, &unit, false)?;

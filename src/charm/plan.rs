@@ -102,7 +102,14 @@ pub(crate) fn plan(config: &Config, seen: &Observed, done: &Done, course: &Cours
     }
     let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
     match &course.gate {
-        Gate::Open { cohort } if !config.channel.is_tracked_by(tracked) => {
+        // On its turn: to the channel, and into the move's cohort (a resumed move brings a
+        // new one, so a revision published since is picked up).
+        Gate::Open { cohort }
+            if !config.channel.is_tracked_by(tracked)
+                || cohort
+                    .as_ref()
+                    .is_some_and(|k| snap.cohort_key.as_ref() != Some(k)) =>
+        {
             if !done.ran("refresh") {
                 let refresh = SnapCommand::Refresh(config.channel.clone(), cohort.clone());
                 steps.push(Step::Snap(refresh));
