@@ -94,7 +94,8 @@ fn port_taken(make: fn(u16) -> PortHolder) -> (Unit, u16, PortHolder) {
 
 #[test]
 fn a_port_held_by_another_process_is_named_and_the_hook_ends_by_its_deadline() {
-    let holders: [(&str, fn(u16) -> PortHolder); 4] = [
+    type Holder = fn(u16) -> PortHolder;
+    let holders: [(&str, Holder); 4] = [
         ("silent", PortHolder::silent),
         ("never accepting", PortHolder::never_accepting),
         ("dripping", PortHolder::dripping),
