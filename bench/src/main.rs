@@ -11,6 +11,7 @@ mod chart;
 mod launch;
 mod overhead;
 mod prepare;
+mod profile;
 mod report;
 mod unit;
 
@@ -26,6 +27,7 @@ use unit::{HookRun, Kind, Unit};
 
 const USAGE: &str = "\
 usage: cargo bench-charm [--rounds N] [--update-status N] [--overhead-runs N]
+       cargo bench-charm --profile HOOK [--profile-runs N] [--profile-freq HZ]
 
 Builds the Rust charm (cargo pack), the test fakes and the ops baseline's venv, then
 runs both charms through: install, leader-elected, config-changed, start, an unhandled
@@ -42,6 +44,11 @@ options:
   --update-status N   update-status hooks per round (default 5)
   --overhead-runs N   runs of each process for the tracer-cost and perf check
                       (default 30; 0 skips it)
+  --profile HOOK      instead of the benchmark: perf record -g over runs of HOOK
+                      (e.g. update-status) by a dispatch built with symbols, on a
+                      deployed unit related to cos-agent; prints perf report
+  --profile-runs N    runs of the hook (default 500)
+  --profile-freq HZ   sampling frequency (default 20000)
   -h, --help          this help";
 
 /// The hook neither charm handles.
@@ -51,6 +58,9 @@ struct Args {
     rounds: usize,
     update_status: usize,
     overhead_runs: usize,
+    profile: Option<String>,
+    profile_runs: usize,
+    profile_freq: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -58,6 +68,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         rounds: 40,
         update_status: 5,
         overhead_runs: 30,
+        profile: None,
+        profile_runs: 500,
+        profile_freq: 20_000,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -71,6 +84,15 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--rounds" => args.rounds = number("--rounds", 1)?,
             "--update-status" => args.update_status = number("--update-status", 1)?,
             "--overhead-runs" => args.overhead_runs = number("--overhead-runs", 0)?,
+            "--profile-runs" => args.profile_runs = number("--profile-runs", 1)?,
+            "--profile-freq" => args.profile_freq = number("--profile-freq", 1)?,
+            "--profile" => {
+                args.profile = Some(
+                    argv.next()
+                        .filter(|h| !h.starts_with('-'))
+                        .ok_or("--profile needs a hook name")?,
+                )
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -286,6 +308,11 @@ fn check_round(unit: &Unit) -> Result<(), String> {
 fn bench(args: &Args) -> Result<bool, String> {
     let paths = prepare::Paths::discover();
     let prepared = prepare::prepare(&paths)?;
+    if let Some(hook) = &args.profile {
+        let freq = u32::try_from(args.profile_freq).map_err(|e| e.to_string())?;
+        profile::run(&paths, &prepared, hook, args.profile_runs, freq)?;
+        return Ok(true);
+    }
     let steps = sequence(args.update_status);
     let events = events(&steps);
     let work = std::env::temp_dir().join(format!("charm-bench-{}", std::process::id()));

@@ -319,6 +319,18 @@ impl Unit {
         env
     }
 
+    /// Hook `hook`'s environment plus `extra`.
+    pub fn hook_env(&mut self, hook: &str, extra: &[(String, String)]) -> Vec<(String, String)> {
+        let mut env = self.env(hook);
+        env.extend(extra.iter().cloned());
+        env
+    }
+
+    /// The charm directory (the hooks' cwd).
+    pub fn charm_dir(&self) -> &Path {
+        &self.charm_dir
+    }
+
     /// A command for `program` with hook `hook`'s environment (plus `extra`), the charm
     /// directory as cwd and its output to files in the unit's directory.
     fn command(
@@ -327,8 +339,7 @@ impl Unit {
         hook: &str,
         extra: &[(String, String)],
     ) -> Result<Command, String> {
-        let mut env = self.env(hook);
-        env.extend(extra.iter().cloned());
+        let env = self.hook_env(hook, extra);
         let out_path = self.root.join("dispatch.out");
         let err_path = self.root.join("dispatch.err");
         let out = File::create(&out_path).map_err(io_err("create", &out_path))?;
