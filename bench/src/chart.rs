@@ -26,12 +26,24 @@ fn load_font() -> Result<(), String> {
         .map_err(|_| format!("{path} is not a usable TrueType font"))
 }
 
+/// An event label short enough for the x axis: `unhandled`, `cos-agent-joined`,
+/// `config-changed (beta)`.
+fn short_label(event: &str) -> String {
+    if event == crate::UNHANDLED {
+        return "unhandled hook".to_string();
+    }
+    event
+        .replace("-relation-", "-")
+        .replace("channel=beta", "beta")
+        .replace("after upgrade", "upgrade")
+}
+
 /// Draws the chart into `out`.
 pub fn draw(out: &Path, summary: &Summary, subtitle: &str) -> Result<(), String> {
     let reports = &summary.events;
     load_font()?;
     let e = |e: &dyn std::fmt::Display| format!("cannot draw {}: {e}", out.display());
-    let root = BitMapBackend::new(out, (1400, 760)).into_drawing_area();
+    let root = BitMapBackend::new(out, (1900, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let (title_area, body) = root.split_vertically(70);
     title_area
@@ -54,9 +66,9 @@ pub fn draw(out: &Path, summary: &Summary, subtitle: &str) -> Result<(), String>
         .iter()
         .flat_map(|r| [r.ops.cpu_p95_ms, r.rust.cpu_median_ms])
         .chain(summary.floor.iter().map(|f| f.cpu_median_ms));
-    let top = values.clone().fold(1.0f64, f64::max) * 3.0;
+    let top = values.clone().fold(1.0f64, f64::max) * 12.0;
     let bottom = values.fold(f64::INFINITY, f64::min).min(0.1) / 3.0;
-    let labels: Vec<String> = reports.iter().map(|r| r.event.clone()).collect();
+    let labels: Vec<String> = reports.iter().map(|r| short_label(&r.event)).collect();
     let mut chart = ChartBuilder::on(&body)
         .margin(20)
         .x_label_area_size(60)
@@ -75,7 +87,7 @@ pub fn draw(out: &Path, summary: &Summary, subtitle: &str) -> Result<(), String>
                 String::new()
             }
         })
-        .x_label_style(("sans-serif", 13).into_font())
+        .x_label_style(("sans-serif", 12).into_font())
         .y_desc("ms")
         .y_label_style(("sans-serif", 14).into_font())
         .axis_desc_style(("sans-serif", 16).into_font())
@@ -120,7 +132,7 @@ pub fn draw(out: &Path, summary: &Summary, subtitle: &str) -> Result<(), String>
     let speedups = reports.iter().enumerate().map(|(i, r)| {
         Text::new(
             format!("{:.0}x", r.cpu_ratio),
-            (i as f64 + 0.38, top / 1.6),
+            (i as f64 + 0.38, top / 6.0),
             ("sans-serif", 15).into_font(),
         )
     });
@@ -147,4 +159,35 @@ pub fn draw(out: &Path, summary: &Summary, subtitle: &str) -> Result<(), String>
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{artifacts, defs, sample};
+    use crate::report::{summarize, FLOOR};
+
+    #[test]
+    fn draws_the_chart() {
+        if !Path::new(DEFAULT_FONT).exists() && std::env::var_os("BENCH_FONT").is_none() {
+            eprintln!("skipped: no font");
+            return;
+        }
+        let mut samples = Vec::new();
+        for i in 0..5 {
+            samples.push(sample("ops", "update-status", 200_000 + i, 30_000));
+            samples.push(sample("rust", "update-status", 2_300 + i, 1_500));
+            samples.push(sample("ops", "unhandled", 190_000 + i, 30_000));
+            samples.push(sample("rust", "unhandled", 470 + i, 1_500));
+            samples.push(sample(FLOOR, "unhandled", 500 + i, 1_000));
+        }
+        let summary = summarize(&defs(), &samples, &artifacts(1, 1));
+        let out =
+            std::env::temp_dir().join(format!("charm-bench-chart-{}.png", std::process::id()));
+        draw(&out, &summary, "test").unwrap();
+        assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
+        if std::env::var_os("KEEP_CHART").is_none() {
+            let _ = std::fs::remove_file(&out);
+        }
+    }
 }

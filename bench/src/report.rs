@@ -505,7 +505,7 @@ pub fn markdown(
         let above = match (&r.above_unhandled_budget, r.above_unhandled_ms) {
             (Some(check), Some(ms)) => format!("{ms:+.3} | {}", verdict(check)),
             (Some(check), None) => format!("n/a | {}", verdict(check)),
-            _ => "(reference) | |".to_string(),
+            _ => "(reference) |".to_string(),
         };
         let _ = writeln!(
             md,
@@ -683,7 +683,7 @@ pub fn markdown(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -747,7 +747,7 @@ mod tests {
         }
     }
 
-    fn artifacts(dispatch: u64, charm: u64) -> Artifacts {
+    pub(crate) fn artifacts(dispatch: u64, charm: u64) -> Artifacts {
         Artifacts {
             rust_dispatch_bytes: dispatch,
             rust_charm_bytes: charm,
@@ -759,7 +759,7 @@ mod tests {
         }
     }
 
-    fn defs() -> Vec<EventDef> {
+    pub(crate) fn defs() -> Vec<EventDef> {
         vec![
             EventDef {
                 label: "update-status".into(),
