@@ -5,58 +5,162 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::overhead::OverheadReport;
 use crate::prepare::Artifacts;
 
-/// Per-event wall time (excluding the fake `snap`): the Rust charm at least this many
-/// times faster than the ops charm.
-pub const SPEEDUP_BUDGET: f64 = 100.0;
+/// Own CPU time per event: the Rust charm at least this many times lower than ops (medians).
+pub const CPU_RATIO_BUDGET: f64 = 120.0;
+/// Own CPU time of a reconciling hook minus that of the unhandled hook (medians), ms.
+pub const ABOVE_UNHANDLED_BUDGET_MS: f64 = 0.5;
 /// Peak RSS: the Rust charm at least this many times smaller.
 pub const RSS_BUDGET: f64 = 15.0;
+/// The stripped static `dispatch`, bytes (`charm_pack::DISPATCH_BUDGET`, pack/src/lib.rs).
+pub const DISPATCH_BUDGET_BYTES: u64 = 2_500_000;
+/// The packed `.charm`, bytes (`charm_pack::CHARM_BUDGET`, pack/src/lib.rs).
+pub const CHARM_BUDGET_BYTES: u64 = 1_500_000;
 
-/// One hook run of one charm.
+/// The process the bench runs like a hook as the floor: it does nothing.
+pub const FLOOR: &str = "true";
+
+/// What an event is to the Rust charm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// Observe, plan, act, report: held to the budget above the unhandled hook.
+    Reconciling,
+    /// A hook neither charm handles: the reference for the reconciling ones.
+    Unhandled,
+}
+
+/// One event of the sequence, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDef {
+    /// `config-changed (channel=beta)`.
+    pub label: String,
+    pub hook: String,
+    pub kind: EventKind,
+}
+
+/// One run of one process (a charm's `dispatch`, or the floor).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub round: usize,
-    /// Run under ptrace for its own peak RSS: its timing is not used.
-    pub traced: bool,
-    /// Event label (`config-changed (channel=beta)`).
+    /// Event label; for the floor, the event it ran after.
     pub event: String,
     pub hook: String,
+    /// `rust`, `ops` or `true` (the floor).
     pub charm: &'static str,
+    /// Own CPU time (schedstat at the exit stop minus at the first `exec` stop), ns.
+    pub cpu_ns: Option<u64>,
+    /// The same from `fork`, ns.
+    pub since_fork_ns: Option<u64>,
+    /// `utime` + `stime` at the exit stop (since `fork`), converted from ticks, ns.
+    pub stat_cpu_ns: Option<u64>,
+    /// Clock tick, ns (the resolution of `stat_cpu_ns`).
+    pub tick_ns: u64,
+    pub threads: Option<u64>,
+    /// `VmHWM` at the exit stop, KiB.
+    pub own_peak_kib: Option<u64>,
     pub wall_us: u64,
     /// Time inside the fake `snap` CLI (its own `elapsed_us`).
     pub snap_us: u64,
-    /// `wall_us - snap_us`.
-    pub excl_snap_us: u64,
+    /// `wait4`: the process and every child it reaped.
+    pub ru_maxrss_kib: u64,
+    pub ru_cpu_us: u64,
+    /// Signal-delivery stops (`SIGCHLD` is blocked in the tracee: 0 expected).
+    pub signal_stops: usize,
+    /// Hook-tool calls (every fake-recorded call but `snap`).
     pub tool_calls: usize,
     pub snap_calls: usize,
+    /// Every call, `tool args...`, in order.
+    pub calls: Vec<String>,
+    /// Calls made more than once with identical arguments in this run.
+    pub duplicates: Vec<String>,
     pub snapd_requests: usize,
-    /// `VmHWM` of the dispatch process at its exit (KiB).
-    pub own_peak_kib: Option<u64>,
-    /// `wait4` `ru_maxrss` (KiB): max of the process and every child it reaped.
-    pub ru_maxrss_kib: u64,
     pub exit: Option<i32>,
 }
 
-/// Statistics of one charm on one event.
+impl Sample {
+    fn cpu_ms(&self) -> Option<f64> {
+        self.cpu_ns.map(|ns| ns as f64 / 1e6)
+    }
+
+    /// `utime + stime` agrees with schedstat: the kernel scales the tick-sampled split so
+    /// that the two add up to the task's runtime, then rounds each down to ticks.
+    fn stat_agrees(&self) -> Option<bool> {
+        let (cpu, stat) = (self.since_fork_ns?, self.stat_cpu_ns?);
+        Some(stat <= cpu + self.tick_ns && stat + 2 * self.tick_ns >= cpu)
+    }
+}
+
+/// Calls made more than once with the same tool and arguments, each listed once.
+pub fn duplicate_calls<'a>(calls: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut order = Vec::new();
+    for call in calls {
+        let n = seen.entry(call).or_insert(0);
+        *n += 1;
+        if *n == 2 {
+            order.push(call.to_string());
+        }
+    }
+    order
+}
+
+/// `config-get, opened-ports, relation-ids ×2, status-set`: the tools of a run by name, in
+/// first-call order, with their counts.
+pub fn call_summary(calls: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for call in calls {
+        let tool = call.split(' ').next().unwrap_or_default();
+        match counts.iter_mut().find(|(t, _)| *t == tool) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((tool, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return "none".to_string();
+    }
+    counts
+        .iter()
+        .map(|(t, n)| {
+            if *n == 1 {
+                t.to_string()
+            } else {
+                format!("{t} ×{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Statistics of one process on one event (or, for the floor, over all events).
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
-    /// Timed runs (untraced).
     pub runs: usize,
-    /// Runs under ptrace (RSS).
-    pub traced_runs: usize,
+    /// Own CPU time, ms.
+    pub cpu_median_ms: f64,
+    pub cpu_p95_ms: f64,
+    pub cpu_mean_ms: f64,
+    /// Runs whose `utime + stime` agrees with schedstat (see [`Sample`]), of `runs`.
+    pub stat_agreeing: usize,
+    pub threads_max: u64,
     pub wall_median_ms: f64,
     pub wall_p95_ms: f64,
+    /// Wall time minus the time inside the fake `snap` CLI.
     pub excl_snap_median_ms: f64,
-    pub excl_snap_p95_ms: f64,
-    pub snap_median_ms: f64,
-    /// Largest `VmHWM` over the runs (MiB); `None` without ptrace.
     pub own_peak_max_mib: Option<f64>,
-    /// Largest `ru_maxrss` over the runs (MiB).
     pub ru_maxrss_max_mib: f64,
     pub tool_calls_min: usize,
     pub tool_calls_max: usize,
-    pub snap_calls_median: f64,
+    pub snap_calls_min: usize,
+    pub snap_calls_max: usize,
+    /// Signal stops, most in one run.
+    pub signal_stops_max: usize,
+    /// The most frequent set of calls (by tool, see [`call_summary`]).
+    pub calls_typical: String,
+    /// Calls repeated with identical arguments in some run.
+    pub duplicates: Vec<String>,
     pub snapd_requests_min: usize,
     pub snapd_requests_max: usize,
 }
@@ -65,10 +169,28 @@ pub struct Stats {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub ok: bool,
-    /// What was measured (a ratio, or the Rust charm's calls).
+    /// What was measured.
     pub value: f64,
-    /// What it had to reach (at least, or for calls at most).
+    /// What it had to reach (at least for ratios, at most for costs).
     pub limit: f64,
+}
+
+impl Check {
+    fn at_least(value: f64, limit: f64) -> Check {
+        Check {
+            ok: value >= limit,
+            value,
+            limit,
+        }
+    }
+
+    fn at_most(value: f64, limit: f64) -> Check {
+        Check {
+            ok: value <= limit,
+            value,
+            limit,
+        }
+    }
 }
 
 /// Both charms on one event, side by side.
@@ -76,17 +198,34 @@ pub struct Check {
 pub struct EventReport {
     pub event: String,
     pub hook: String,
+    pub kind: EventKind,
     pub ops: Stats,
     pub rust: Stats,
-    /// ops / Rust, medians of wall time excluding the fake `snap`.
-    pub speedup_excl_snap: f64,
-    /// ops / Rust, medians of raw wall time.
-    pub speedup_wall: f64,
-    /// ops / Rust, largest own peak RSS (or `ru_maxrss` without ptrace).
+    /// ops / Rust, own CPU medians.
+    pub cpu_ratio: f64,
+    /// Rust's own CPU median minus the unhandled hook's, ms (reconciling events).
+    pub above_unhandled_ms: Option<f64>,
+    /// ops / Rust, wall-time medians (information).
+    pub wall_ratio: f64,
+    /// ops / Rust, largest own peak RSS.
     pub rss_ratio: f64,
-    pub latency_budget: Check,
+    pub cpu_budget: Check,
+    pub above_unhandled_budget: Option<Check>,
     pub rss_budget: Check,
+    /// Rust calls repeated with identical arguments in one hook (at most 0).
     pub calls_budget: Check,
+}
+
+/// Everything the report says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub events: Vec<EventReport>,
+    /// The floor (`/bin/true` run like a hook), over all its runs.
+    pub floor: Option<Stats>,
+    /// The Rust charm on the unhandled hook, median own CPU, ms.
+    pub unhandled_rust_ms: Option<f64>,
+    pub dispatch_budget: Check,
+    pub charm_budget: Check,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -112,93 +251,156 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-fn stats(samples: &[&Sample]) -> Stats {
-    let timed: Vec<&Sample> = samples.iter().copied().filter(|s| !s.traced).collect();
-    let traced: Vec<&Sample> = samples.iter().copied().filter(|s| s.traced).collect();
-    let ms = |f: &dyn Fn(&Sample) -> u64| -> Vec<f64> {
-        timed.iter().map(|s| f(s) as f64 / 1000.0).collect()
-    };
-    let mut wall = ms(&|s| s.wall_us);
-    let mut excl = ms(&|s| s.excl_snap_us);
-    let mut snap = ms(&|s| s.snap_us);
-    let mut snap_calls: Vec<f64> = samples.iter().map(|s| s.snap_calls as f64).collect();
+/// Median and nearest-rank p95 of `v`.
+pub fn median_p95(v: &[f64]) -> (f64, f64) {
+    let mut v = v.to_vec();
+    (median(&mut v), percentile(&mut v, 0.95))
+}
+
+fn min_max(samples: &[&Sample], f: impl Fn(&Sample) -> usize) -> (usize, usize) {
+    let v = samples.iter().map(|s| f(s));
+    (v.clone().min().unwrap_or(0), v.max().unwrap_or(0))
+}
+
+pub fn stats(samples: &[&Sample]) -> Stats {
+    let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_ms()).collect();
+    let (cpu_median_ms, cpu_p95_ms) = median_p95(&cpu);
+    let ms = |us: u64| us as f64 / 1000.0;
+    let wall: Vec<f64> = samples.iter().map(|s| ms(s.wall_us)).collect();
+    let (wall_median_ms, wall_p95_ms) = median_p95(&wall);
+    let excl: Vec<f64> = samples
+        .iter()
+        .map(|s| ms(s.wall_us.saturating_sub(s.snap_us)))
+        .collect();
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let own: Vec<u64> = traced.iter().filter_map(|s| s.own_peak_kib).collect();
+    let mut typical: BTreeMap<String, usize> = BTreeMap::new();
+    for s in samples {
+        *typical.entry(call_summary(&s.calls)).or_default() += 1;
+    }
+    let mut duplicates: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.duplicates.iter().cloned())
+        .collect();
+    duplicates.sort();
+    duplicates.dedup();
+    let (tool_calls_min, tool_calls_max) = min_max(samples, |s| s.tool_calls);
+    let (snap_calls_min, snap_calls_max) = min_max(samples, |s| s.snap_calls);
+    let signal_stops_max = min_max(samples, |s| s.signal_stops).1;
+    let (snapd_requests_min, snapd_requests_max) = min_max(samples, |s| s.snapd_requests);
     Stats {
-        runs: timed.len(),
-        traced_runs: traced.len(),
-        wall_median_ms: median(&mut wall),
-        wall_p95_ms: percentile(&mut wall, 0.95),
-        excl_snap_median_ms: median(&mut excl),
-        excl_snap_p95_ms: percentile(&mut excl, 0.95),
-        snap_median_ms: median(&mut snap),
-        own_peak_max_mib: own.into_iter().max().map(mib),
+        runs: samples.len(),
+        cpu_median_ms,
+        cpu_p95_ms,
+        cpu_mean_ms: cpu.iter().sum::<f64>() / cpu.len().max(1) as f64,
+        stat_agreeing: samples
+            .iter()
+            .filter(|s| s.stat_agrees() == Some(true))
+            .count(),
+        threads_max: samples.iter().filter_map(|s| s.threads).max().unwrap_or(0),
+        wall_median_ms,
+        wall_p95_ms,
+        excl_snap_median_ms: median_p95(&excl).0,
+        own_peak_max_mib: samples.iter().filter_map(|s| s.own_peak_kib).max().map(mib),
         ru_maxrss_max_mib: mib(samples.iter().map(|s| s.ru_maxrss_kib).max().unwrap_or(0)),
-        tool_calls_min: samples.iter().map(|s| s.tool_calls).min().unwrap_or(0),
-        tool_calls_max: samples.iter().map(|s| s.tool_calls).max().unwrap_or(0),
-        snap_calls_median: median(&mut snap_calls),
-        snapd_requests_min: samples.iter().map(|s| s.snapd_requests).min().unwrap_or(0),
-        snapd_requests_max: samples.iter().map(|s| s.snapd_requests).max().unwrap_or(0),
+        tool_calls_min,
+        tool_calls_max,
+        snap_calls_min,
+        snap_calls_max,
+        signal_stops_max,
+        // Most frequent; ties to the alphabetically first.
+        calls_typical: typical
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default(),
+        duplicates,
+        snapd_requests_min,
+        snapd_requests_max,
     }
 }
 
-/// Groups the samples by event (in `events` order) and checks the budgets.
-pub fn summarize(events: &[(String, String)], samples: &[Sample]) -> Vec<EventReport> {
+/// Groups the samples by event (in `events` order), checks the budgets.
+pub fn summarize(events: &[EventDef], samples: &[Sample], artifacts: &Artifacts) -> Summary {
     let mut by_key: BTreeMap<(&str, &str), Vec<&Sample>> = BTreeMap::new();
     for s in samples {
         by_key.entry((&s.event, s.charm)).or_default().push(s);
     }
+    let get = |event: &str, charm: &str| by_key.get(&(event, charm)).map(|v| stats(v));
+    // The reference: every run of the unhandled event(s).
+    let unhandled: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.charm == "rust"
+                && events
+                    .iter()
+                    .any(|e| e.label == s.event && e.kind == EventKind::Unhandled)
+        })
+        .collect();
+    let unhandled_rust_ms = (!unhandled.is_empty()).then(|| stats(&unhandled).cpu_median_ms);
     let mut reports = Vec::new();
-    for (event, hook) in events {
-        let (Some(ops), Some(rust)) = (
-            by_key.get(&(event.as_str(), "ops")),
-            by_key.get(&(event.as_str(), "rust")),
-        ) else {
+    for def in events {
+        let (Some(ops), Some(rust)) = (get(&def.label, "ops"), get(&def.label, "rust")) else {
             continue;
         };
-        let (ops, rust) = (stats(ops), stats(rust));
-        let speedup_excl_snap = ops.excl_snap_median_ms / rust.excl_snap_median_ms;
-        let speedup_wall = ops.wall_median_ms / rust.wall_median_ms;
+        let cpu_ratio = ops.cpu_median_ms / rust.cpu_median_ms;
+        let wall_ratio = ops.wall_median_ms / rust.wall_median_ms;
         let rss_ratio = match (ops.own_peak_max_mib, rust.own_peak_max_mib) {
             (Some(o), Some(r)) => o / r,
-            _ => ops.ru_maxrss_max_mib / rust.ru_maxrss_max_mib,
+            _ => f64::NAN,
+        };
+        let above_unhandled_ms = match def.kind {
+            EventKind::Reconciling => unhandled_rust_ms.map(|u| rust.cpu_median_ms - u),
+            EventKind::Unhandled => None,
         };
         reports.push(EventReport {
-            event: event.clone(),
-            hook: hook.clone(),
-            latency_budget: Check {
-                ok: speedup_excl_snap >= SPEEDUP_BUDGET,
-                value: speedup_excl_snap,
-                limit: SPEEDUP_BUDGET,
+            event: def.label.clone(),
+            hook: def.hook.clone(),
+            kind: def.kind,
+            cpu_budget: Check::at_least(cpu_ratio, CPU_RATIO_BUDGET),
+            above_unhandled_budget: match def.kind {
+                EventKind::Reconciling => Some(Check::at_most(
+                    above_unhandled_ms.unwrap_or(f64::NAN),
+                    ABOVE_UNHANDLED_BUDGET_MS,
+                )),
+                EventKind::Unhandled => None,
             },
-            rss_budget: Check {
-                ok: rss_ratio >= RSS_BUDGET,
-                value: rss_ratio,
-                limit: RSS_BUDGET,
-            },
-            calls_budget: Check {
-                ok: rust.tool_calls_max <= ops.tool_calls_min,
-                value: rust.tool_calls_max as f64,
-                limit: ops.tool_calls_min as f64,
-            },
-            speedup_excl_snap,
-            speedup_wall,
+            rss_budget: Check::at_least(rss_ratio, RSS_BUDGET),
+            calls_budget: Check::at_most(rust.duplicates.len() as f64, 0.0),
+            cpu_ratio,
+            above_unhandled_ms,
+            wall_ratio,
             rss_ratio,
             ops,
             rust,
         });
     }
-    reports
+    let floor: Vec<&Sample> = samples.iter().filter(|s| s.charm == FLOOR).collect();
+    Summary {
+        events: reports,
+        floor: (!floor.is_empty()).then(|| stats(&floor)),
+        unhandled_rust_ms,
+        dispatch_budget: Check::at_most(
+            artifacts.rust_dispatch_bytes as f64,
+            DISPATCH_BUDGET_BYTES as f64,
+        ),
+        charm_budget: Check::at_most(artifacts.rust_charm_bytes as f64, CHARM_BUDGET_BYTES as f64),
+    }
 }
 
 /// Budget misses, one line each.
-pub fn failures(reports: &[EventReport]) -> Vec<String> {
+pub fn failures(summary: &Summary) -> Vec<String> {
     let mut out = Vec::new();
-    for r in reports {
-        if !r.latency_budget.ok {
+    for r in &summary.events {
+        if !r.cpu_budget.ok {
             out.push(format!(
-                "{}: Rust only {:.1}x faster than ops excluding snap (budget {:.0}x)",
-                r.event, r.speedup_excl_snap, SPEEDUP_BUDGET
+                "{}: Rust own CPU only {:.1}x lower than ops (budget {:.0}x)",
+                r.event, r.cpu_ratio, CPU_RATIO_BUDGET
+            ));
+        }
+        if let Some(check) = r.above_unhandled_budget.as_ref().filter(|c| !c.ok) {
+            out.push(format!(
+                "{}: Rust own CPU {:.3} ms above the unhandled hook (budget {} ms)",
+                r.event, check.value, ABOVE_UNHANDLED_BUDGET_MS
             ));
         }
         if !r.rss_budget.ok {
@@ -209,10 +411,23 @@ pub fn failures(reports: &[EventReport]) -> Vec<String> {
         }
         if !r.calls_budget.ok {
             out.push(format!(
-                "{}: Rust makes {} hook-tool calls, ops {} (budget: no more than ops)",
-                r.event, r.rust.tool_calls_max, r.ops.tool_calls_min
+                "{}: Rust repeats calls with identical arguments in one hook: {}",
+                r.event,
+                r.rust.duplicates.join("; ")
             ));
         }
+    }
+    if !summary.dispatch_budget.ok {
+        out.push(format!(
+            "dispatch is {:.0} bytes (budget {DISPATCH_BUDGET_BYTES})",
+            summary.dispatch_budget.value
+        ));
+    }
+    if !summary.charm_budget.ok {
+        out.push(format!(
+            ".charm is {:.0} bytes (budget {CHARM_BUDGET_BYTES})",
+            summary.charm_budget.value
+        ));
     }
     out
 }
@@ -233,8 +448,8 @@ fn verdict(check: &Check) -> &'static str {
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
 }
 
 /// Context printed above the tables.
@@ -244,64 +459,153 @@ pub struct RunInfo {
     pub machine: String,
     pub rounds: usize,
     pub update_status_per_round: usize,
-    /// Every this many rounds ran under ptrace (0: none).
-    pub rss_every: usize,
 }
 
+/// What each of the Rust charm's calls is for.
+pub const CALL_LEGEND: &[(&str, &str)] = &[
+    ("config-get", "the charm's config (channel, port), read once"),
+    ("opened-ports", "the ports Juju has open for the unit, read once, so only a difference is opened or closed"),
+    ("relation-ids", "one per endpoint (`cos-agent`, `fleet`): is the unit related"),
+    ("relation-list", "the peers on `fleet`, when the peer relation exists"),
+    ("is-leader", "only with peers: the leader coordinates channel moves"),
+    ("relation-get", "only with peers: the move (application databag), and the leader reads each peer's unit databag"),
+    ("relation-set", "one per databag written: the `cos-agent` unit databag, the unit's `fleet` databag, the leader's `fleet` application databag"),
+    ("application-version-set", "the workload version observed, once"),
+    ("status-set", "the unit status observed, once (`--application`: the leader's fleet status, with peers)"),
+    ("open-port / close-port", "only when the config's port differs from what is open"),
+    ("juju-log", "INFO and above only (DEBUG goes to stdout)"),
+    ("snap", "install, refresh, set port, restart: only when the machine differs from the plan"),
+];
+
 /// The Markdown report.
-pub fn markdown(info: &RunInfo, artifacts: &Artifacts, reports: &[EventReport]) -> String {
+pub fn markdown(
+    info: &RunInfo,
+    artifacts: &Artifacts,
+    summary: &Summary,
+    overhead: Option<&OverheadReport>,
+) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Run {} on {}; {} rounds (+1 warm-up; every {} under ptrace for RSS, not timed), update-status {}x per round; ops {} on Python {}.\n",
+        "Run {} on {}; {} rounds (+1 warm-up), update-status {}x per round; ops {} on Python {}; every run under ptrace (exit and exec events only).\n",
         info.date_utc,
         info.machine,
         info.rounds,
-        if info.rss_every > 0 { format!("{}th", info.rss_every) } else { "none".to_string() },
         info.update_status_per_round,
         artifacts.ops_version,
         artifacts.python_version
     );
-    md.push_str("**Wall time per hook, ms** (median / p95; *excl. snap*: minus the time inside the fake `snap` CLI)\n\n");
-    md.push_str("| event | runs | ops | Rust | ops excl. snap | Rust excl. snap | speed-up excl. snap | ≥ 100x |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|:---:|\n");
-    for r in reports {
+
+    md.push_str("**Own CPU time of the `dispatch` process per hook, ms** (median / p95; `/proc/<pid>/schedstat` at its ptrace exit stop: children excluded)\n\n");
+    md.push_str(
+        "| event | runs | ops | Rust | ops / Rust | ≥ 120x | Rust − unhandled | ≤ 0.5 ms |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|:---:|---:|:---:|\n");
+    for r in &summary.events {
+        let above = match (&r.above_unhandled_budget, r.above_unhandled_ms) {
+            (Some(check), Some(ms)) => format!("{ms:+.3} | {}", verdict(check)),
+            (Some(check), None) => format!("n/a | {}", verdict(check)),
+            _ => "(reference) |".to_string(),
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} / {:.1} | {:.2} / {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.1}x | {} |",
+            "| {}{} | {} | {:.1} / {:.1} | {:.3} / {:.3} | {:.0}x | {} | {} |",
             r.event,
+            if r.kind == EventKind::Unhandled {
+                " (unhandled)"
+            } else {
+                ""
+            },
             r.rust.runs,
-            r.ops.wall_median_ms,
-            r.ops.wall_p95_ms,
-            r.rust.wall_median_ms,
-            r.rust.wall_p95_ms,
-            r.ops.excl_snap_median_ms,
-            r.ops.excl_snap_p95_ms,
-            r.rust.excl_snap_median_ms,
-            r.rust.excl_snap_p95_ms,
-            r.speedup_excl_snap,
-            verdict(&r.latency_budget),
+            r.ops.cpu_median_ms,
+            r.ops.cpu_p95_ms,
+            r.rust.cpu_median_ms,
+            r.rust.cpu_p95_ms,
+            r.cpu_ratio,
+            verdict(&r.cpu_budget),
+            above,
         );
     }
-    let rss_label = if info.rss_every > 0 {
-        "own peak RSS of the dispatch process (`VmHWM` at exit, from the rounds run under ptrace)"
-    } else {
-        "`wait4` `ru_maxrss`"
+    if let Some(floor) = &summary.floor {
+        let _ = writeln!(
+            md,
+            "| `/bin/true` run like a hook (the floor) | {} | | {:.3} / {:.3} | | | true − unhandled: {} | |",
+            floor.runs,
+            floor.cpu_median_ms,
+            floor.cpu_p95_ms,
+            summary
+                .unhandled_rust_ms
+                .map_or_else(String::new, |u| format!("{:+.3}", floor.cpu_median_ms - u)),
+        );
+    }
+    let threads = |f: fn(&EventReport) -> &Stats| {
+        summary
+            .events
+            .iter()
+            .map(|r| f(r).threads_max)
+            .max()
+            .unwrap_or(0)
     };
+    let agreeing = |f: fn(&EventReport) -> &Stats| {
+        summary
+            .events
+            .iter()
+            .fold((0, 0), |(a, n), r| (a + f(r).stat_agreeing, n + f(r).runs))
+    };
+    let stops = summary
+        .events
+        .iter()
+        .flat_map(|r| [r.rust.signal_stops_max, r.ops.signal_stops_max])
+        .chain(summary.floor.iter().map(|f| f.signal_stops_max))
+        .max()
+        .unwrap_or(0);
+    let (ra, rn) = agreeing(|r| &r.rust);
+    let (oa, on) = agreeing(|r| &r.ops);
     let _ = writeln!(
         md,
-        "\n**Memory and calls per hook** (RSS: {rss_label}, max over runs; `wait4`: `ru_maxrss`, which also covers the hook tools it ran)\n"
+        "\nCounted from the stop after the process's first `exec` to its exit stop. Threads at the exit stop: Rust at most {}, ops at most {}. Signal stops per run (`SIGCHLD` is blocked in the tracee): at most {stops}. Cross-check: `utime + stime` of `/proc/<pid>/stat` (whole thread group, {} ms ticks) agrees with schedstat (both since `fork`) within two ticks in {ra}/{rn} Rust runs and {oa}/{on} ops runs.",
+        threads(|r| &r.rust),
+        threads(|r| &r.ops),
+        1000 / crate::launch::ticks_per_second(),
     );
-    md.push_str("| event | ops RSS MiB | Rust RSS MiB | ratio | ≥ 15x | wait4 ops / Rust MiB | hook-tool calls ops / Rust | ≤ ops | snapd requests ops / Rust |\n");
-    md.push_str("|---|---:|---:|---:|:---:|---:|---:|:---:|---:|\n");
-    for r in reports {
+
+    md.push_str("\n**Children per hook** (processes the hook started, as the fakes recorded them, min–max over runs: hook-tool calls / `snap` commands; the ops charm runs each `snap` through `os.system`, i.e. `/bin/sh -c`, one more process each)\n\n");
+    md.push_str("| event | ops tools / snap | Rust tools / snap | Rust's calls (most frequent run) | no call repeated |\n");
+    md.push_str("|---|---:|---:|---|:---:|\n");
+    for r in &summary.events {
+        let counts = |s: &Stats| {
+            format!(
+                "{} / {}",
+                range(s.tool_calls_min, s.tool_calls_max),
+                range(s.snap_calls_min, s.snap_calls_max),
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.event,
+            counts(&r.ops),
+            counts(&r.rust),
+            r.rust.calls_typical,
+            verdict(&r.calls_budget),
+        );
+    }
+    md.push_str("\nWhat each Rust call is for:\n\n");
+    for (tool, why) in CALL_LEGEND {
+        let _ = writeln!(md, "- `{tool}`: {why}");
+    }
+
+    md.push_str("\n**Memory per hook** (own peak RSS: `VmHWM` at the exit stop, max over runs; `wait4`: `ru_maxrss`, which also covers the children)\n\n");
+    md.push_str("| event | ops MiB | Rust MiB | ratio | ≥ 15x | wait4 ops / Rust MiB |\n");
+    md.push_str("|---|---:|---:|---:|:---:|---:|\n");
+    for r in &summary.events {
         let own = |s: &Stats| {
             s.own_peak_max_mib
                 .map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"))
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1}x | {} | {:.1} / {:.1} | {} / {} | {} | {} / {} |",
+            "| {} | {} | {} | {:.1}x | {} | {:.1} / {:.1} |",
             r.event,
             own(&r.ops),
             own(&r.rust),
@@ -309,32 +613,64 @@ pub fn markdown(info: &RunInfo, artifacts: &Artifacts, reports: &[EventReport]) 
             verdict(&r.rss_budget),
             r.ops.ru_maxrss_max_mib,
             r.rust.ru_maxrss_max_mib,
-            range(r.ops.tool_calls_min, r.ops.tool_calls_max),
-            range(r.rust.tool_calls_min, r.rust.tool_calls_max),
-            verdict(&r.calls_budget),
+        );
+    }
+
+    md.push_str("\n**Wall time per hook, ms** (information, not a budget: median / p95 from `fork` to the reaping `wait4`, minus the tracer's own stop handling. It includes every hook-tool process the hook ran, the fake `snap` CLI and the fake snapd work it waits for, the Rust charm's health and metrics probes of the fake workload, which answers by polling every 10 ms, and the ptrace stops; *excl. snap*: minus the time the fake `snap` records for itself)\n\n");
+    md.push_str(
+        "| event | ops | Rust | Rust excl. snap | ops / Rust | snapd requests ops / Rust |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for r in &summary.events {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} | {:.0}x | {} / {} |",
+            r.event,
+            r.ops.wall_median_ms,
+            r.ops.wall_p95_ms,
+            r.rust.wall_median_ms,
+            r.rust.wall_p95_ms,
+            r.rust.excl_snap_median_ms,
+            r.wall_ratio,
             range(r.ops.snapd_requests_min, r.ops.snapd_requests_max),
             range(r.rust.snapd_requests_min, r.rust.snapd_requests_max),
         );
     }
-    md.push_str("\n**Size**\n\n| | Rust | ops |\n|---|---:|---:|\n");
+    if let Some(floor) = &summary.floor {
+        let _ = writeln!(
+            md,
+            "| `/bin/true` (the floor) | | {:.2} / {:.2} | | | |",
+            floor.wall_median_ms, floor.wall_p95_ms
+        );
+    }
+
+    if let Some(o) = overhead {
+        md.push_str(&crate::overhead::markdown(o));
+    }
+
+    md.push_str("\n**Size**\n\n| | Rust | budget | ops |\n|---|---:|:---:|---:|\n");
     let _ = writeln!(
         md,
-        "| `dispatch` | {} (static, stripped) | 0.4 KiB shell script + the unit's Python |",
-        mib(artifacts.rust_dispatch_bytes)
+        "| `dispatch` | {} (static, stripped) | ≤ {}: {} | 0.4 KiB shell script + the unit's Python |",
+        mb(artifacts.rust_dispatch_bytes),
+        mb(DISPATCH_BUDGET_BYTES),
+        verdict(&summary.dispatch_budget)
     );
     let _ = writeln!(
         md,
-        "| `.charm` | {} | {} (charmcraft layout: src/ + venv/) |",
-        mib(artifacts.rust_charm_bytes),
-        mib(artifacts.ops_charm_bytes)
+        "| `.charm` | {} | ≤ {}: {} | {} (charmcraft layout: src/ + venv/) |",
+        mb(artifacts.rust_charm_bytes),
+        mb(CHARM_BUDGET_BYTES),
+        verdict(&summary.charm_budget),
+        mb(artifacts.ops_charm_bytes)
     );
     let _ = writeln!(
         md,
-        "| unpacked | {} | {} |",
-        mib(artifacts.rust_unpacked_bytes),
-        mib(artifacts.ops_unpacked_bytes)
+        "| unpacked | {} | | {} |",
+        mb(artifacts.rust_unpacked_bytes),
+        mb(artifacts.ops_unpacked_bytes)
     );
-    let fails = failures(reports);
+    let fails = failures(summary);
     if fails.is_empty() {
         md.push_str("\nAll budgets met.\n");
     } else {
@@ -347,82 +683,220 @@ pub fn markdown(info: &RunInfo, artifacts: &Artifacts, reports: &[EventReport]) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
     fn median_and_nearest_rank_p95() {
-        let mut v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(median(&mut v), 10.5);
-        assert_eq!(percentile(&mut v, 0.95), 19.0);
-        let mut one = vec![3.0];
-        assert_eq!(percentile(&mut one, 0.95), 3.0);
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(median_p95(&v), (10.5, 19.0));
+        assert_eq!(median_p95(&[3.0]), (3.0, 3.0));
         assert_eq!(median(&mut [5.0, 1.0, 3.0]), 3.0);
+        assert!(median_p95(&[]).0.is_nan());
     }
 
-    fn sample(charm: &'static str, wall_us: u64, calls: usize, kib: u64) -> Sample {
+    #[test]
+    fn duplicates_and_call_summaries() {
+        let calls = [
+            "config-get --format=json",
+            "relation-ids --format=json -- cos-agent",
+            "relation-ids --format=json -- fleet",
+            "status-set active -- Ready",
+        ];
+        assert!(duplicate_calls(calls).is_empty());
+        let calls = ["a x", "b", "a x", "a x", "b", "a y"];
+        assert_eq!(duplicate_calls(calls), ["a x", "b"]);
+        let calls: Vec<String> = [
+            "config-get --format=json",
+            "relation-ids --format=json -- cos-agent",
+            "relation-ids --format=json -- fleet",
+            "status-set active -- Ready at 'beta'",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            call_summary(&calls),
+            "config-get, relation-ids ×2, status-set"
+        );
+        assert_eq!(call_summary(&[]), "none");
+    }
+
+    pub(crate) fn sample(charm: &'static str, event: &str, cpu_us: u64, kib: u64) -> Sample {
         Sample {
-            round: 0,
-            traced: false,
-            event: "update-status".into(),
-            hook: "update-status".into(),
+            round: 1,
+            event: event.into(),
+            hook: event.into(),
             charm,
-            wall_us,
-            snap_us: 0,
-            excl_snap_us: wall_us,
-            tool_calls: calls,
-            snap_calls: 0,
-            snapd_requests: 2,
+            cpu_ns: Some(cpu_us * 1000),
+            since_fork_ns: Some(cpu_us * 1000 + 100_000),
+            stat_cpu_ns: Some(cpu_us / 10_000 * 10_000_000),
+            tick_ns: 10_000_000,
+            threads: Some(1),
             own_peak_kib: Some(kib),
+            wall_us: cpu_us * 2,
+            snap_us: 0,
             ru_maxrss_kib: kib,
+            ru_cpu_us: cpu_us * 2,
+            signal_stops: 0,
+            tool_calls: 3,
+            snap_calls: 0,
+            calls: vec!["config-get".into(), "status-set x".into()],
+            duplicates: vec![],
+            snapd_requests: 2,
             exit: Some(0),
         }
     }
 
+    pub(crate) fn artifacts(dispatch: u64, charm: u64) -> Artifacts {
+        Artifacts {
+            rust_dispatch_bytes: dispatch,
+            rust_charm_bytes: charm,
+            rust_unpacked_bytes: 1,
+            ops_charm_bytes: 1,
+            ops_unpacked_bytes: 1,
+            python_version: "3".into(),
+            ops_version: "2".into(),
+        }
+    }
+
+    pub(crate) fn defs() -> Vec<EventDef> {
+        vec![
+            EventDef {
+                label: "update-status".into(),
+                hook: "update-status".into(),
+                kind: EventKind::Reconciling,
+            },
+            EventDef {
+                label: "unhandled".into(),
+                hook: "some-hook".into(),
+                kind: EventKind::Unhandled,
+            },
+        ]
+    }
+
     #[test]
-    fn budgets() {
-        let events = [("update-status".to_string(), "update-status".to_string())];
-        let traced = |mut s: Sample| {
-            s.traced = true;
-            s
-        };
-        let samples = [
-            sample("ops", 200_000, 3, 30_000),
-            sample("rust", 1_000, 3, 1_500),
-            traced(sample("ops", 900_000, 3, 30_000)),
-            traced(sample("rust", 900_000, 3, 1_500)),
-        ];
-        let r = &summarize(&events, &samples)[0];
-        assert!(r.latency_budget.ok && r.rss_budget.ok && r.calls_budget.ok);
-        assert!(failures(std::slice::from_ref(r)).is_empty());
-        let samples = [
-            sample("ops", 200_000, 3, 30_000),
-            sample("rust", 4_000, 4, 2_500),
-            traced(sample("ops", 200_000, 3, 30_000)),
-            traced(sample("rust", 4_000, 4, 2_500)),
-        ];
-        let r = &summarize(&events, &samples)[0];
-        assert!(!r.latency_budget.ok && !r.rss_budget.ok && !r.calls_budget.ok);
-        assert_eq!(failures(std::slice::from_ref(r)).len(), 3);
+    fn stat_cross_check() {
+        let s = sample("ops", "x", 95_000, 1);
+        // 95 ms of schedstat, 90 ms of ticks: within two ticks.
+        assert_eq!(s.stat_agrees(), Some(true));
+        let mut s = sample("ops", "x", 95_000, 1);
+        s.stat_cpu_ns = Some(120_000_000);
+        assert_eq!(s.stat_agrees(), Some(false));
+        s.stat_cpu_ns = Some(60_000_000);
+        assert_eq!(s.stat_agrees(), Some(false));
+        s.since_fork_ns = None;
+        assert_eq!(s.stat_agrees(), None);
+    }
+
+    #[test]
+    fn budgets_met() {
+        // ops 100 ms everywhere; Rust 0.3 ms unhandled, 0.7 ms update-status (+0.4).
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            samples.push(sample("ops", "update-status", 100_000, 30_000));
+            samples.push(sample("rust", "update-status", 700, 1_800));
+            samples.push(sample("ops", "unhandled", 100_000, 30_000));
+            samples.push(sample("rust", "unhandled", 300, 1_800));
+            samples.push(sample(FLOOR, "unhandled", 200, 1_000));
+        }
+        let s = summarize(&defs(), &samples, &artifacts(2_000_000, 800_000));
+        assert_eq!(s.events.len(), 2);
+        let us = &s.events[0];
+        assert!((us.cpu_ratio - 100.0 / 0.7).abs() < 1e-9);
+        assert!((us.above_unhandled_ms.unwrap() - 0.4).abs() < 1e-9);
+        assert!(us.cpu_budget.ok && us.rss_budget.ok && us.calls_budget.ok);
+        assert!(us.above_unhandled_budget.as_ref().unwrap().ok);
+        let un = &s.events[1];
+        assert_eq!(un.above_unhandled_ms, None);
+        assert!(un.above_unhandled_budget.is_none());
+        assert!((un.cpu_ratio - 100.0 / 0.3).abs() < 1e-9);
+        assert_eq!(s.unhandled_rust_ms, Some(0.3));
+        assert_eq!(s.floor.as_ref().unwrap().runs, 5);
+        assert!(failures(&s).is_empty(), "{:?}", failures(&s));
         let md = markdown(
             &RunInfo {
                 date_utc: "d".into(),
                 machine: "m".into(),
                 rounds: 1,
                 update_status_per_round: 1,
-                rss_every: 4,
             },
-            &Artifacts {
-                rust_dispatch_bytes: 1,
-                rust_charm_bytes: 1,
-                rust_unpacked_bytes: 1,
-                ops_charm_bytes: 1,
-                ops_unpacked_bytes: 1,
-                python_version: "3".into(),
-                ops_version: "2".into(),
-            },
-            std::slice::from_ref(r),
+            &artifacts(2_000_000, 800_000),
+            &s,
+            None,
         );
-        assert_eq!(md.matches("**FAIL**").count(), 3, "{md}");
+        assert!(!md.contains("FAIL"), "{md}");
+        assert!(md.contains("All budgets met."), "{md}");
+    }
+
+    #[test]
+    fn budgets_missed() {
+        // Rust 1.0 ms on update-status: 100x (< 120x) and +0.7 ms (> 0.5 ms) above the
+        // unhandled hook; RSS 10x; a repeated call; both sizes over.
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            samples.push(sample("ops", "update-status", 100_000, 30_000));
+            let mut rust = sample("rust", "update-status", 1_000, 3_000);
+            rust.duplicates = vec!["status-set active -- Ready".into()];
+            samples.push(rust);
+            samples.push(sample("ops", "unhandled", 100_000, 30_000));
+            samples.push(sample("rust", "unhandled", 300, 1_800));
+        }
+        let s = summarize(&defs(), &samples, &artifacts(2_600_000, 1_600_000));
+        let us = &s.events[0];
+        assert!(!us.cpu_budget.ok && !us.rss_budget.ok && !us.calls_budget.ok);
+        assert!(!us.above_unhandled_budget.as_ref().unwrap().ok);
+        assert!(s.floor.is_none());
+        let fails = failures(&s);
+        assert_eq!(fails.len(), 6, "{fails:?}");
+        assert!(fails
+            .iter()
+            .any(|f| f.contains("status-set active -- Ready")));
+        let md = markdown(
+            &RunInfo {
+                date_utc: "d".into(),
+                machine: "m".into(),
+                rounds: 1,
+                update_status_per_round: 1,
+            },
+            &artifacts(2_600_000, 1_600_000),
+            &s,
+            None,
+        );
+        // Table cells: ratio, above-unhandled, duplicates, RSS, dispatch, .charm.
+        assert_eq!(md.matches("**FAIL**").count(), 6, "{md}");
+        assert!(md.contains("6 budget(s) missed"), "{md}");
+    }
+
+    #[test]
+    fn exactly_at_the_limits_passes() {
+        assert!(Check::at_least(120.0, CPU_RATIO_BUDGET).ok);
+        assert!(!Check::at_least(119.99, CPU_RATIO_BUDGET).ok);
+        assert!(Check::at_most(0.5, ABOVE_UNHANDLED_BUDGET_MS).ok);
+        assert!(!Check::at_most(0.501, ABOVE_UNHANDLED_BUDGET_MS).ok);
+        // A missing measurement is never a pass.
+        assert!(!Check::at_most(f64::NAN, ABOVE_UNHANDLED_BUDGET_MS).ok);
+        assert!(!Check::at_least(f64::NAN, RSS_BUDGET).ok);
+    }
+
+    #[test]
+    fn size_budgets_match_the_packer() {
+        // pack/src/lib.rs is the source of truth; the bench does not link the packer.
+        let lib = include_str!("../../pack/src/lib.rs");
+        let value = |name: &str| -> u64 {
+            let line = lib
+                .lines()
+                .find(|l| l.contains(&format!("const {name}: u64 =")))
+                .unwrap_or_else(|| panic!("{name} not in pack/src/lib.rs"));
+            line.split('=')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .trim_end_matches(';')
+                .replace('_', "")
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value("DISPATCH_BUDGET"), DISPATCH_BUDGET_BYTES);
+        assert_eq!(value("CHARM_BUDGET"), CHARM_BUDGET_BYTES);
     }
 }
