@@ -4,7 +4,7 @@
 # /usr/lib/snapd/snapd by hand (no systemd needed) on /run/snapd.socket with a fresh state,
 # waits until it is seeded, runs
 # `cargo test -p microsample-e2e --test real_snapd -- --ignored --test-threads=1`, and
-# always stops the daemon it started, by PID. Facts behind each step: docs/snapd.md#versions and the comments below.
+# always stops the daemon it started, by PID. Facts behind each step: docs/snapd-api.md#versions and the comments below.
 #
 # Needs root (snapd only accepts installs/removals from root) and apt-get. When snapd cannot
 # be installed, started or reached, this fails loudly; it never skips. Environment:

@@ -3,7 +3,7 @@
 //!
 //! One `GET` per connection (`Connection: close`), a `Host` header (Go's server rejects
 //! HTTP/1.1 requests without one), both body framings Go uses (`Content-Length` and
-//! `chunked`, docs/snapd.md#http), a bound on the body, and one [`Deadline`] for the whole
+//! `chunked`, docs/snapd-api.md#http), a bound on the body, and one [`Deadline`] for the whole
 //! exchange: connect, write and every read. A peer that accepts and never answers, or drips
 //! a byte at a time, costs at most the deadline.
 

@@ -1,5 +1,5 @@
 //! The microsample service itself: the port it listens on ([`Port`]), whether it answers
-//! (`GET http://127.0.0.1:<port>/` must return 200 `Online`, docs/snapd.md#microsample), and
+//! (`GET http://127.0.0.1:<port>/` must return 200 `Online`, docs/snapd-api.md#microsample), and
 //! whether the running revision serves Prometheus text on `/metrics`.
 //!
 //! The loopback address is used rather than `localhost` so no name lookup is needed (the
@@ -94,7 +94,7 @@ pub(crate) fn probe(port: Port, deadline: Deadline) -> Health {
 }
 
 /// Whether `GET /metrics` answers Prometheus exposition text (revisions of microsample
-/// built before May 2023 serve no `/metrics`, docs/snapd.md#microsample).
+/// built before May 2023 serve no `/metrics`, docs/snapd-api.md#microsample).
 pub(crate) fn serves_metrics(port: Port, deadline: Deadline) -> bool {
     match http::get_tcp(port.get(), "/metrics", MAX_METRICS_BODY, deadline) {
         Ok(response) if response.status == 200 => crate::cos::is_prometheus_text(

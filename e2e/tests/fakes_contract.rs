@@ -1,6 +1,6 @@
 //! Contract tests of the fakes themselves: the fake hook tools, the fake `snap` CLI, the
 //! fake snapd and the fake workload must be as strict and as exact as the real ones
-//! (docs/juju.md#hook-tools, docs/snapd.md).
+//! (docs/juju.md#hook-tools, docs/snapd-api.md).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -649,7 +649,7 @@ fn injected_tool_faults() {
 }
 
 // =======================================================================================
-// snap CLI against the fake snapd (docs/snapd.md#cli-exit-codes)
+// snap CLI against the fake snapd (docs/snapd-api.md#cli-exit-codes)
 
 fn snap(unit: &Unit, args: &[&str]) -> Out {
     tool(unit, "snap", args)
@@ -962,7 +962,7 @@ fn snap_hang_knob() {
 }
 
 // =======================================================================================
-// Raw HTTP against the fake snapd (docs/snapd.md#http)
+// Raw HTTP against the fake snapd (docs/snapd-api.md#http)
 
 /// Sends raw bytes, returns everything read until EOF or `timeout`.
 fn raw(unit: &Unit, request: &str, timeout: Duration) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! Tests against the real thing: Debian's snapd daemon and `snap` CLI (2.57.6 on Debian 12),
-//! not only our fakes, which we wrote ourselves (see docs/snapd.md#versions).
+//! not only our fakes, which we wrote ourselves (see docs/snapd-api.md#versions).
 //!
 //! Started by hand without systemd, snapd serves its real REST API on `/run/snapd.socket`
 //! and the real `snap` talks to it; there is no store here, so every install fails. That

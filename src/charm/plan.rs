@@ -77,7 +77,7 @@ impl Done {
     }
 }
 
-/// A snap installed from a file: the charm leaves it alone (docs/snapd.md#snap-object).
+/// A snap installed from a file: the charm leaves it alone (docs/snapd-api.md#snap-object).
 pub(crate) fn sideloaded(snap: &Snap) -> Status {
     Status::blocked(format!(
         "{SNAP_NAME} was installed from a file (revision {}); the charm will not replace it: \

@@ -3,7 +3,7 @@
 //!
 //! It keeps the rules of the real things where the charm depends on them: `snap install`
 //! of an installed snap changes nothing; `snap refresh --channel=X` resolves a bare risk
-//! against the tracked track (docs/snapd.md#channel-resolve); a snap from a file has no
+//! against the tracked track (docs/snapd-api.md#channel-resolve); a snap from a file has no
 //! tracking channel and a local `x1` revision; a service whose port another process holds
 //! cannot start; probes take time on a virtual monotonic clock (a silent peer costs the
 //! whole probe timeout), and pauses advance it.
@@ -434,7 +434,7 @@ impl Machine for FakeHost {
                     ));
                 }
                 self.store_fault("refresh")?;
-                // A bare risk keeps the tracked track (docs/snapd.md#channel-resolve).
+                // A bare risk keeps the tracked track (docs/snapd-api.md#channel-resolve).
                 let tracked = snap.tracking_channel.clone().unwrap_or_default();
                 // What `--channel=` carries in the argument vector.
                 let requested = command.args()[2]

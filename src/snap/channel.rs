@@ -1,5 +1,5 @@
 //! snapd's channel grammar, `[<track>/]<risk>[/<branch>]`, as snapd parses it
-//! (docs/snapd.md#channels: `ParseVerbatim` and `Full`).
+//! (docs/snapd-api.md#channels: `ParseVerbatim` and `Full`).
 
 use std::fmt;
 

@@ -4,7 +4,7 @@
 //! Commands are typed ([`SnapCommand`]) and become argument vectors (a channel never
 //! reaches a shell), each with a deadline. A failure is classified by the snapd error kind
 //! behind it, recognised from every message family the CLI prints for that kind
-//! (docs/snapd.md#cli-errors). Exit code 10 (a conflicting change, or snapd still seeding)
+//! (docs/snapd-api.md#cli-errors). Exit code 10 (a conflicting change, or snapd still seeding)
 //! is retried with backoff.
 
 use std::fmt;
@@ -25,7 +25,7 @@ pub(crate) const TIMEOUT_ENV: &str = "MICROSAMPLE_SNAP_TIMEOUT";
 /// Waits before each retry of a command that exited 10.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
-/// The `snap` exit code for a retryable error (docs/snapd.md#cli-exit-codes).
+/// The `snap` exit code for a retryable error (docs/snapd-api.md#cli-exit-codes).
 const EXIT_RETRYABLE: i32 = 10;
 /// EX_USAGE: the command line was wrong, which is a bug in the charm.
 const EXIT_USAGE: i32 = 64;
@@ -62,7 +62,7 @@ impl SnapCommand {
 
     /// The argument vector. Channels go fully qualified (`latest/edge`), the form snapd
     /// reports back as `tracking-channel`: a bare risk would be resolved against the track
-    /// the snap already tracks (docs/snapd.md#channel-resolve).
+    /// the snap already tracks (docs/snapd-api.md#channel-resolve).
     pub(crate) fn args(&self) -> Vec<String> {
         let verb = self.verb().to_string();
         match self {
@@ -139,7 +139,7 @@ impl fmt::Display for SnapCliError {
 }
 
 /// The starts of every message `snap` prints for `snap-channel-not-available` and
-/// `snap-architecture-not-available` (docs/snapd.md#cli-errors), after the snap name.
+/// `snap-architecture-not-available` (docs/snapd-api.md#cli-errors), after the snap name.
 const CHANNEL_NOT_AVAILABLE: &[&str] = &[
     // The risk has no revision; other risks, tracks or architectures do.
     " is not available on ",
@@ -210,7 +210,7 @@ impl Default for SnapCli {
 
 impl SnapCli {
     /// `snap create-cohort microsample`: a cohort key that makes every machine using it
-    /// see the same revision of each channel (docs/snapd.md#cohorts).
+    /// see the same revision of each channel (docs/snapd-api.md#cohorts).
     pub(crate) fn create_cohort(&self) -> Result<String, SnapCliError> {
         let command = ["create-cohort", SNAP_NAME];
         let done = process::run(

@@ -1,7 +1,7 @@
 //! A small client for snapd's REST API over its Unix socket. It only reads: what is
 //! installed (`GET /v2/snaps/<name>`) and the snap's `port` setting
-//! (`GET /v2/snaps/<name>/conf?keys=port`), parsed here into types (docs/snapd.md#envelope,
-//! docs/snapd.md#snap-object).
+//! (`GET /v2/snaps/<name>/conf?keys=port`), parsed here into types (docs/snapd-api.md#envelope,
+//! docs/snapd-api.md#snap-object).
 //!
 //! Every request has a deadline and a bounded body, so a sick snapd can make a hook fail
 //! but never hang it or exhaust memory.
@@ -71,7 +71,7 @@ impl Snap {
     }
 
     /// A snap installed from a file (`snap install ./x.snap --dangerous`): snapd gives it a
-    /// local `x<N>` revision and no tracking channel (docs/snapd.md#snap-object). The store
+    /// local `x<N>` revision and no tracking channel (docs/snapd-api.md#snap-object). The store
     /// cannot refresh it.
     pub(crate) fn installed_from_file(&self) -> bool {
         self.revision.starts_with('x') || self.tracking_channel.is_none()
@@ -279,7 +279,7 @@ impl SnapdClient {
 mod tests {
     use super::*;
 
-    /// A microsample snap object shaped like snapd's (docs/snapd.md#snap-object).
+    /// A microsample snap object shaped like snapd's (docs/snapd-api.md#snap-object).
     const INSTALLED: &str = r#"{"type":"sync","status-code":200,"status":"OK","result":{"id":"abc","title":"microsample","summary":"A simple flask microservice on 0.0.0.0:8080","description":"Get service status with: curl http://hostip:8080/  (Will return \"Online\" if OK)\n","installed-size":65536,"install-date":"2024-04-11T12:15:56.850202878+00:00","name":"microsample","publisher":{"id":"pub","username":"erik78se","display-name":"Erik","validation":"unproven"},"developer":"erik78se","status":"active","type":"app","base":"core22","version":"0+git.49ff7aa","channel":"latest/edge","tracking-channel":"latest/edge","ignore-validation":false,"revision":"29","confinement":"strict","grade":"devel","private":false,"devmode":false,"jailmode":false,"apps":[{"snap":"microsample","name":"microsample","daemon":"simple","daemon-scope":"system","enabled":true,"active":true}],"mounted-from":"/var/lib/snapd/snaps/microsample_29.snap","contact":""}}"#;
 
     #[test]

@@ -1,4 +1,4 @@
-//! snapd's channel grammar (`snap/channel/channel.go`, docs/snapd.md#channels):
+//! snapd's channel grammar (`snap/channel/channel.go`, docs/snapd-api.md#channels):
 //! `[<track>/]<risk>[/<branch>]`, risks stable|candidate|beta|edge.
 
 /// Risk levels from most to least stable.

@@ -2,7 +2,7 @@
 //! hook tools ([`hook_tools`], state in [`juju_state`]), the `snap` CLI ([`snap_cli`]), snapd
 //! with its fake store ([`snapd`], [`store`]) and the microsample service it supervises
 //! ([`workload`]). They reproduce the real texts, JSON and exit codes
-//! (docs/juju.md, docs/snapd.md); `tests/fakes_contract.rs` pins them.
+//! (docs/juju.md, docs/snapd-api.md); `tests/fakes_contract.rs` pins them.
 
 pub mod channel;
 pub mod gnuflag;

@@ -1,10 +1,10 @@
 //! The fake `snap` CLI: a real client of the (fake) snapd REST API on `$SNAPD_SOCKET`
 //! (default `/run/snapd.socket`) reproducing the messages and exit codes of the real
-//! `snap` (docs/snapd.md#cli-exit-codes): 0 success, 1 error, 10 retryable (change conflict), 64 usage
+//! `snap` (docs/snapd-api.md#cli-exit-codes): 0 success, 1 error, 10 retryable (change conflict), 64 usage
 //! (go-flags) errors.
 //!
-//! Where snapd 2.77's source (snapd.md, `cmd/snapd/cli`) and the real `snap` 2.57.6 seen
-//! on Debian 12 (`cmd/snap` at tag 2.57.6, see docs/snapd.md#versions) differ, this
+//! Where snapd 2.77's source (docs/snapd-api.md, `cmd/snapd/cli`) and the real `snap` 2.57.6 seen
+//! on Debian 12 (`cmd/snap` at tag 2.57.6, see docs/snapd-api.md#versions) differ, this
 //! follows 2.57.6: `Please specify a single channel`, a warning (not an error) for a
 //! channel that only `channel.Full` accepts, every command error passed through
 //! `errorToCmdMessage`, GET requests retried for 120 s while snapd is unreachable.

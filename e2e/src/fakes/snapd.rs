@@ -1,7 +1,7 @@
-//! A fake snapd on a Unix socket (docs/snapd.md#envelope, docs/snapd.md#snap-object) that knows one snap,
+//! A fake snapd on a Unix socket (docs/snapd-api.md#envelope, docs/snapd-api.md#snap-object) that knows one snap,
 //! `microsample`, plus a test-control API under `/fake/`.
 //!
-//! Where snapd 2.77's source (snapd.md) and the real snapd 2.57.6 seen on Debian 12
+//! Where snapd 2.77's source (snapd-api.md) and the real snapd 2.57.6 seen on Debian 12
 //! (recorded by e2e/tests/real_snapd.rs) differ, the fake answers like the real daemon; the error
 //! texts and statuses it shares with the real one are checked against it by
 //! `tests/real_snapd.rs`.
@@ -327,7 +327,7 @@ fn quoted(s: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Snap object (docs/snapd.md#snap-object, key order of client.Snap)
+// Snap object (docs/snapd-api.md#snap-object, key order of client.Snap)
 
 /// microsample's one app, a service (`client.AppInfo`, key order of the struct;
 /// `enabled` and `active` omitted when false).

@@ -1,5 +1,5 @@
 //! The fake microsample workload: a tiny HTTP server on `0.0.0.0:<snap config port>`
-//! answering like microsample's Flask app (docs/snapd.md#microsample).
+//! answering like microsample's Flask app (docs/snapd-api.md#microsample).
 //!
 //! Service start, as systemd runs microsample (`daemon: simple`, `restart-condition:
 //! always`): starting always "succeeds" (a simple service is started once its process is
