@@ -201,7 +201,11 @@ pub(crate) fn handle(host: &mut impl Host, env: &Env, dispatch: &Dispatch) -> Ex
         })
         | Dispatch::Hook(Hook::Relation {
             endpoint: Endpoint::Fleet,
-            kind: RelationKind::Joined | RelationKind::Changed | RelationKind::Departed,
+            kind:
+                RelationKind::Created
+                | RelationKind::Joined
+                | RelationKind::Changed
+                | RelationKind::Departed,
         }) => reconcile(host, env),
         Dispatch::Hook(Hook::Remove) => remove(host),
         // Stopping the unit's agent must not stop the workload; remove cleans up.
@@ -328,6 +332,17 @@ fn steer(
     fleet: Option<&mut Fleet>,
 ) -> Result<Course, Stop> {
     let Some(fleet) = fleet else {
+        // Only `install` runs before Juju shows the peer relation (docs/juju.md#hook-order):
+        // what a new unit installs is the fleet's to say, so it waits for
+        // `fleet-relation-created`.
+        if seen.machine.snap.is_none() {
+            return Ok(Course {
+                install: Err(format!(
+                    "installing {SNAP_NAME} once the peer relation is visible"
+                )),
+                gate: fleet::Gate::Wait(String::new()),
+            });
+        }
         return Ok(Course::alone(config));
     };
     // Alone: the leader without peers, or a unit that has seen neither a peer nor a move.
@@ -380,8 +395,7 @@ fn joining(config: &Config, app: &fleet::Read<fleet::Move>) -> Course {
         _ => (config.channel.clone(), None),
     };
     Course {
-        install,
-        cohort,
+        install: Ok((install, cohort)),
         gate: fleet::Gate::Wait(String::new()),
     }
 }

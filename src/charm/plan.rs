@@ -35,8 +35,8 @@ pub(crate) enum Plan {
 /// move to the configured channel now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Course {
-    pub(crate) install: Channel,
-    pub(crate) cohort: Option<String>,
+    /// What a machine without the snap installs now (channel, cohort), or why it waits.
+    pub(crate) install: Result<(Channel, Option<String>), String>,
     pub(crate) gate: Gate,
 }
 
@@ -44,8 +44,7 @@ impl Course {
     /// A unit on its own: straight to the configured channel.
     pub(crate) fn alone(config: &Config) -> Course {
         Course {
-            install: config.channel.clone(),
-            cohort: None,
+            install: Ok((config.channel.clone(), None)),
             gate: Gate::Open { cohort: None },
         }
     }
@@ -91,9 +90,13 @@ pub(crate) fn plan(config: &Config, seen: &Observed, done: &Done, course: &Cours
     let mut steps = ports(config, seen);
     let machine = &seen.machine;
     let Some(snap) = &machine.snap else {
-        if !done.ran("install") {
-            let install = SnapCommand::Install(course.install.clone(), course.cohort.clone());
-            steps.push(Step::Snap(install));
+        match &course.install {
+            Ok((channel, cohort)) if !done.ran("install") => {
+                let install = SnapCommand::Install(channel.clone(), cohort.clone());
+                steps.push(Step::Snap(install));
+            }
+            Ok(_) => {}
+            Err(why) => return Plan::Hold(Status::waiting(why)),
         }
         return Plan::Steps(steps);
     };

@@ -52,6 +52,26 @@ const RECONCILING: [&str; 7] = [
 ];
 
 #[test]
+fn install_waits_for_the_peer_relation_then_installs() {
+    // `install` runs before Juju shows the peer relation: nothing is installed yet.
+    let mut host = FakeHost::default();
+    host.fleet = None;
+    assert_eq!(hook(&mut host, "install"), Exit::Done);
+    assert!(host.commands.is_empty(), "{:?}", host.commands);
+    assert_eq!(
+        status(&host),
+        (
+            StatusKind::Waiting,
+            "installing microsample once the peer relation is visible"
+        )
+    );
+    host.fleet = FakeHost::default().fleet;
+    assert_eq!(hook(&mut host, "fleet-relation-created"), Exit::Done);
+    assert_eq!(host.commands, ["install microsample --channel=latest/edge"]);
+    assert_eq!(status(&host), (StatusKind::Active, "Ready at 'edge'"));
+}
+
+#[test]
 fn install_on_a_fresh_machine_installs_and_goes_active() {
     let mut host = FakeHost::default();
     assert_eq!(hook(&mut host, "install"), Exit::Done);
@@ -95,9 +115,12 @@ fn every_reconciling_hook_reports_from_observation_and_changes_nothing_when_conv
         ] {
             assert_eq!(host.calls_to(tool), 1, "{name}: {tool} in {:?}", host.calls);
         }
-        // One per endpoint: cos-agent and the fleet (not made yet here).
+        // One per endpoint: cos-agent and the fleet; then the fleet's members and the move
+        // (none: a unit alone).
         assert_eq!(host.calls_to("relation-ids"), 2, "{name}");
-        assert_eq!(host.calls.len(), 7, "{name}: {:?}", host.calls);
+        assert_eq!(host.calls_to("relation-list"), 1, "{name}");
+        assert_eq!(host.calls_to("relation-get"), 1, "{name}");
+        assert_eq!(host.calls.len(), 9, "{name}: {:?}", host.calls);
     }
 }
 

@@ -114,7 +114,11 @@ impl Default for FakeHost {
             applies: false,
             calls: Vec::new(),
             cos_relations: BTreeMap::new(),
-            fleet: None,
+            // As every hook after `install` sees it: created, no peer yet.
+            fleet: Some(Peers {
+                id: "fleet:0".into(),
+                ..Peers::default()
+            }),
             leader: true,
             app_statuses: Vec::new(),
             cohorts: 0,
