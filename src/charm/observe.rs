@@ -1,9 +1,10 @@
 //! Observe: one snapshot of what snapd, Juju and the service say now. Nothing here decides
 //! or changes anything; every later step works from a snapshot, never from memory.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::fleet::{Fleet, Read};
+use super::fleet::{Fleet, Move, Read};
 use super::host::{Host, Machine};
 use super::Stop;
 use crate::juju::PortRange;
@@ -68,36 +69,50 @@ pub(crate) fn juju(host: &mut impl Host) -> Result<JujuView, Stop> {
     })
 }
 
-/// The fleet: the peer relation, who leads, the move in the application databag, and (on
-/// the leader, which coordinates) what every other unit published. `None` before Juju has
-/// made the peer relation; a unit alone reads nothing more.
-pub(crate) fn fleet(host: &mut impl Host, me: &str, app: &str) -> Result<Option<Fleet>, Stop> {
+/// The fleet: the peer relation, its members, the move in the application databag, who
+/// leads, and what the other units published, when this hook needs it: always on the
+/// leader (it coordinates), on another unit only while it is not `settled` in the move (it
+/// then needs to know whether the units before it are done). `None` before Juju has made
+/// the peer relation.
+pub(crate) fn fleet(
+    host: &mut impl Host,
+    me: &str,
+    app: &str,
+    settled: impl Fn(&Move) -> bool,
+) -> Result<Option<Fleet>, Stop> {
     let Some(relation) = host.relation_ids(Endpoint::Fleet)?.into_iter().next() else {
         return Ok(None);
     };
-    let units = host.relation_list(&relation)?;
-    let mut fleet = Fleet {
-        relation,
-        me: me.to_string(),
-        leader: false,
-        app: Read::Missing,
-        peers: Default::default(),
-        peer_count: units.len(),
-    };
+    let members = host.relation_list(&relation)?;
     // A unit that sees no peer yet (a new one, before its -joined hooks) still reads the
     // move, so it installs what the fleet converges on.
-    fleet.app = Read::parse(&host.relation_get(&fleet.relation, app, true)?);
-    if units.is_empty() && fleet.app == Read::Missing {
-        return Ok(Some(fleet));
-    }
-    fleet.leader = host.is_leader()?;
-    if fleet.leader {
-        for unit in units {
-            let bag = host.relation_get(&fleet.relation, &unit, false)?;
-            fleet.peers.insert(unit, Read::parse(&bag));
+    let app = Read::parse(&host.relation_get(&relation, app, true)?);
+    let leader = if members.is_empty() && app == Read::Missing {
+        false
+    } else {
+        host.is_leader()?
+    };
+    let census = match &app {
+        _ if members.is_empty() => false,
+        _ if leader => true,
+        Read::Valid(mv) => !settled(mv),
+        _ => false,
+    };
+    let mut peers = BTreeMap::new();
+    if census {
+        for unit in &members {
+            let bag = host.relation_get(&relation, unit, false)?;
+            peers.insert(unit.clone(), Read::parse(&bag));
         }
     }
-    Ok(Some(fleet))
+    Ok(Some(Fleet {
+        relation,
+        me: me.to_string(),
+        leader,
+        app,
+        members,
+        peers,
+    }))
 }
 
 /// Reads snapd, then probes the service when it runs on `port` under the charm. `settle`

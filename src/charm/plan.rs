@@ -3,10 +3,9 @@
 //! is covered by table tests without any double.
 
 use super::config::Config;
-use super::fleet::Gate;
+use super::fleet::{Course, Gate};
 use super::observe::{MachineView, Observed};
 use crate::juju::{PortRange, Status};
-use crate::snap::Channel;
 use crate::snap::{PortSetting, Snap, SnapCommand, SNAP_NAME};
 use crate::text::quoted;
 use crate::workload::Health;
@@ -29,25 +28,6 @@ pub(crate) enum Plan {
     Steps(Vec<Step>),
     /// Nothing the charm may change would help: report this and change nothing.
     Hold(Status),
-}
-
-/// Where this unit may go, given the fleet: what a fresh install takes, and whether it may
-/// move to the configured channel now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Course {
-    /// What a machine without the snap installs now (channel, cohort), or why it waits.
-    pub(crate) install: Result<(Channel, Option<String>), String>,
-    pub(crate) gate: Gate,
-}
-
-impl Course {
-    /// A unit on its own: straight to the configured channel.
-    pub(crate) fn alone(config: &Config) -> Course {
-        Course {
-            install: Ok((config.channel.clone(), None)),
-            gate: Gate::Open { cohort: None },
-        }
-    }
 }
 
 /// The `snap` commands this hook has run, so a later round never repeats a restart.
@@ -204,8 +184,8 @@ pub(crate) fn assess(config: &Config, machine: &MachineView, gate: &Gate) -> Sta
     let tracked = snap.tracking_channel.as_deref().unwrap_or_default();
     match (&machine.health, gate) {
         // Healthy on the target after all: the leader resumes the move on seeing it.
-        (Some(Health::Online), Gate::Halted(_)) if config.channel.is_tracked_by(tracked) => {}
-        (_, Gate::Halted(why)) => return Status::blocked(why),
+        (Some(Health::Online), Gate::Halted { .. }) if config.channel.is_tracked_by(tracked) => {}
+        (_, Gate::Halted { status, .. }) => return Status::blocked(status),
         (Some(Health::Online), Gate::Wait(why)) if !config.channel.is_tracked_by(tracked) => {
             return Status::active(format!("Ready at {} ({why})", quoted(tracked, 64)));
         }
@@ -403,7 +383,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                super::plan(&edge, &seen, done, &Course::alone(&edge)),
+                super::plan(&edge, &seen, done, &Course::alone(&edge.channel)),
                 plan,
                 "{why}"
             );
@@ -414,7 +394,7 @@ mod tests {
                 &edge,
                 &seen(Some(local.clone()), None, None, &[]),
                 &none,
-                &Course::alone(&edge)
+                &Course::alone(&edge.channel)
             ),
             Plan::Hold(sideloaded(&local)),
             "installed from a file"

@@ -646,7 +646,10 @@ fn the_leader_starts_a_move_and_waits_for_its_own_turn() {
         "no refresh: not its turn"
     );
     let mv = published_move(&host);
-    assert_eq!(mv["turn"], "microsample/1");
+    assert_eq!(
+        mv["order"],
+        json!(["microsample/1", "microsample/2", "microsample/0"])
+    );
     assert_eq!(mv["cohort"], "MSBcohort1");
     assert_eq!(
         host.app_statuses.last().unwrap(),
@@ -667,8 +670,8 @@ fn a_unit_refreshes_in_the_cohort_on_its_turn_and_publishes_what_it_sees() {
     host.me = "microsample/1".into();
     host.claim = Some(("microsample/1".into(), true));
     host.leader = false;
-    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": "KEY",
-                    "turn": "microsample/1", "halt": null});
+    let mv = json!({"v": 2, "target": "beta", "from": "latest/edge", "cohort": "KEY",
+                    "order": ["microsample/1", "microsample/2", "microsample/0"], "halt": null});
     in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv.clone()));
     host.set("channel", json!("beta"));
     assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
@@ -681,9 +684,10 @@ fn a_unit_refreshes_in_the_cohort_on_its_turn_and_publishes_what_it_sees() {
     let mine: Value = serde_json::from_str(mine.as_str().unwrap()).unwrap();
     assert_eq!(
         mine,
-        json!({"v": 1, "tracking": "latest/beta", "revision": "27", "healthy": true, "failed": null})
+        json!({"v": 1, "tracking": "latest/beta", "revision": "27", "cohort": "KEY",
+               "healthy": true, "failed": null, "failed_in": null})
     );
-    // Not its turn: it waits, serving.
+    // Not its turn (nothing seen of microsample/1 yet): it waits, serving.
     let mut other = FakeHost::deployed("edge");
     other.me = "microsample/2".into();
     other.claim = Some(("microsample/2".into(), true));
@@ -702,8 +706,8 @@ fn a_failed_turn_is_published_for_the_leader_to_halt_on() {
     host.claim = Some(("microsample/1".into(), true));
     host.leader = false;
     host.store.remove("latest/beta");
-    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": null,
-                    "turn": "microsample/1", "halt": null});
+    let mv = json!({"v": 2, "target": "beta", "from": "latest/edge", "cohort": null,
+                    "order": ["microsample/1", "microsample/0"], "halt": null});
     in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv));
     host.set("channel", json!("beta"));
     assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
@@ -725,8 +729,8 @@ fn the_unit_a_move_halted_on_is_blocked_naming_the_cause_and_refreshes_no_more()
     host.me = "microsample/1".into();
     host.claim = Some(("microsample/1".into(), true));
     host.leader = false;
-    let mv = json!({"v": 1, "target": "beta", "from": "latest/edge", "cohort": null,
-                    "turn": "microsample/1",
+    let mv = json!({"v": 2, "target": "beta", "from": "latest/edge", "cohort": null,
+                    "order": ["microsample/1", "microsample/0"],
                     "halt": {"unit": "microsample/1", "cause": "channel 'beta' not available for microsample"}});
     in_fleet(&mut host, &[("microsample/0", json!({}))], Some(mv));
     host.set("channel", json!("beta"));

@@ -401,7 +401,7 @@ impl Machine for FakeHost {
         self.commands.push(command.args().join(" "));
         self.clock += Duration::from_millis(500);
         match command {
-            SnapCommand::Install(channel, _) => {
+            SnapCommand::Install(channel, cohort) => {
                 if self.snap.is_some() {
                     return Ok(()); // already installed: exit 0, nothing changes
                 }
@@ -412,7 +412,7 @@ impl Machine for FakeHost {
                     version,
                     revision,
                     tracking_channel: Some(channel.full()),
-                    cohort_key: None,
+                    cohort_key: cohort.clone(),
                     apps: vec![App {
                         name: "microsample".into(),
                         daemon: Some("simple".into()),
@@ -425,7 +425,7 @@ impl Machine for FakeHost {
                 }
                 self.start_service();
             }
-            SnapCommand::Refresh(channel, _) => {
+            SnapCommand::Refresh(channel, cohort) => {
                 let Some(snap) = &self.snap else {
                     return Err(SnapCliError::Failed {
                         code: Some(1),
@@ -458,6 +458,10 @@ impl Machine for FakeHost {
                 let (revision, version) = self.release(&resolved)?;
                 let snap = self.snap.as_mut().unwrap();
                 snap.tracking_channel = Some(resolved);
+                // Without --cohort the snap stays in its cohort (docs/snapd-api.md#cohorts).
+                if cohort.is_some() {
+                    snap.cohort_key = cohort.clone();
+                }
                 snap.revision = revision;
                 snap.version = version;
                 self.start_service();
