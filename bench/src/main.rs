@@ -8,6 +8,7 @@
 //! sizes against the budgets. See bench/README.md.
 
 mod chart;
+mod coordination;
 mod launch;
 mod overhead;
 mod prepare;
@@ -449,6 +450,14 @@ fn bench(args: &Args) -> Result<bool, String> {
         None
     };
     let _ = std::fs::remove_dir_all(&work);
+    let dispatch = prepared
+        .rust
+        .entries
+        .iter()
+        .find(|(name, _)| name == "dispatch")
+        .map(|(_, path)| path.clone())
+        .ok_or("the packed charm has no dispatch")?;
+    let moves = coordination::measure(&dispatch, &prepared.fake_juju);
 
     let summary = report::summarize(&events, &samples, &prepared.artifacts);
     let info = RunInfo {
@@ -458,6 +467,7 @@ fn bench(args: &Args) -> Result<bool, String> {
         update_status_per_round: args.update_status,
     };
     let mut md = report::markdown(&info, &prepared.artifacts, &summary, overhead.as_ref());
+    md.push_str(&coordination::markdown(&moves));
     if !problems.is_empty() {
         md.push_str(&format!(
             "\nFAIL: {} hook run(s) or round check(s) went wrong:\n\n",
@@ -492,12 +502,14 @@ fn bench(args: &Args) -> Result<bool, String> {
             "dispatch_bytes_at_most": report::DISPATCH_BUDGET_BYTES,
             "charm_bytes_at_most": report::CHARM_BUDGET_BYTES,
             "identical_calls_per_hook_at_most": 1,
+            "move_hooks_per_unit_at_most": "floor (N) + 4",
         },
         "artifacts": prepared.artifacts,
         "events": events,
         "summary": summary,
         "overhead": overhead,
-        "failures": report::failures(&summary),
+        "coordination": moves,
+        "failures": report::failures(&summary).into_iter().chain(coordination::failures(&moves)).collect::<Vec<_>>(),
         "problems": problems,
         "samples": samples,
     });
@@ -526,7 +538,10 @@ fn bench(args: &Args) -> Result<bool, String> {
         Ok(()) => eprintln!("bench: wrote {}", png.display()),
         Err(e) => eprintln!("bench: FAIL: {e}"),
     }
-    Ok(report::failures(&summary).is_empty() && problems.is_empty() && chart.is_ok())
+    Ok(report::failures(&summary).is_empty()
+        && coordination::failures(&moves).is_empty()
+        && problems.is_empty()
+        && chart.is_ok())
 }
 
 fn main() -> ExitCode {

@@ -745,3 +745,33 @@ fn the_unit_a_move_halted_on_is_blocked_naming_the_cause_and_refreshes_no_more()
         "{message}"
     );
 }
+
+#[test]
+fn a_unit_reads_its_peers_only_while_it_has_somewhere_to_go() {
+    let mv = json!({"v": 2, "target": "beta", "from": "latest/edge", "cohort": "KEY",
+                    "order": ["microsample/1", "microsample/2", "microsample/0"], "halt": null});
+    let peer = json!({"v": 1, "tracking": "latest/beta", "revision": "27", "cohort": "KEY",
+                      "healthy": true, "failed": null});
+    let mut host = FakeHost::deployed("edge");
+    host.me = "microsample/2".into();
+    host.claim = Some(("microsample/2".into(), true));
+    host.leader = false;
+    in_fleet(
+        &mut host,
+        &[("microsample/1", peer.clone()), ("microsample/0", peer)],
+        Some(mv),
+    );
+    host.set("channel", json!("beta"));
+    // Its turn: it reads both peers to know, then moves into the cohort.
+    assert_eq!(hook(&mut host, "config-changed"), Exit::Done);
+    assert_eq!(
+        host.commands,
+        ["refresh microsample --channel=latest/beta --cohort=KEY"]
+    );
+    assert_eq!(host.calls_to("relation-get"), 3, "{:?}", host.calls);
+    // Done, in the cohort: the move alone tells it so; no peer is read.
+    assert_eq!(hook(&mut host, "update-status"), Exit::Done);
+    assert!(host.commands.len() == 1);
+    assert_eq!(host.calls_to("relation-get"), 1, "{:?}", host.calls);
+    assert_eq!(status(&host), (StatusKind::Active, "Ready at 'beta'"));
+}
