@@ -25,7 +25,8 @@ use serde_json::{json, Map};
 
 use crate::launch::Trace;
 use crate::prepare::{Paths, Prepared};
-use crate::unit::{CharmSource, Unit, COS_RELATION, COS_UNIT};
+use crate::unit::{CharmSource, Unit, COS_APP, COS_RELATION, COS_UNIT, PEER_APP, PEER_RELATION};
+use microsample_e2e::juju_unit;
 
 /// The static target and flags of `cargo pack` (pack/src/main.rs), plus frame pointers.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -92,17 +93,22 @@ pub fn run(
         c.insert("port".into(), json!(port));
         c
     })?;
-    let cos = Unit::relation_env(COS_RELATION, Some(COS_UNIT));
-    let deploy: [(&str, &[(String, String)]); 5] = [
+    let cos = juju_unit::relation_vars(COS_RELATION, COS_APP, COS_UNIT);
+    let created = juju_unit::relation_vars(PEER_RELATION, PEER_APP, "");
+    let deploy: [(&str, &[(String, String)]); 6] = [
         ("install", &[]),
+        ("fleet-relation-created", &created),
         ("leader-elected", &[]),
         ("config-changed", &[]),
         ("start", &[]),
         ("cos-agent-relation-joined", &cos),
     ];
-    for (i, (h, extra)) in deploy.iter().enumerate() {
-        if i == 4 {
-            unit.relate_cos()?;
+    for (h, extra) in deploy {
+        // The relations appear as Juju creates them: the peer relation after `install`.
+        match h {
+            "fleet-relation-created" => unit.create_peer_relation()?,
+            "cos-agent-relation-joined" => unit.relate_cos()?,
+            _ => {}
         }
         let run = unit.run_hook(h, extra, Trace::No)?;
         if run.launched.exit != Some(0) {
