@@ -25,7 +25,7 @@ use serde_json::{json, Map};
 
 use crate::launch::Trace;
 use crate::prepare::{Paths, Prepared};
-use crate::unit::{CharmSource, Unit, COS_APP, COS_RELATION, COS_UNIT, PEER_APP, PEER_RELATION};
+use crate::unit::{CharmSource, Unit, COS_APP, COS_RELATION, COS_UNIT};
 use microsample_e2e::juju_unit;
 
 /// The static target and flags of `cargo pack` (pack/src/main.rs), plus frame pointers.
@@ -93,27 +93,15 @@ pub fn run(
         c.insert("port".into(), json!(port));
         c
     })?;
+    unit.deploy().map_err(|e| format!("profile: {e}"))?;
     let cos = juju_unit::relation_vars(COS_RELATION, COS_APP, COS_UNIT);
-    let created = juju_unit::relation_vars(PEER_RELATION, PEER_APP, "");
-    let deploy: [(&str, &[(String, String)]); 6] = [
-        ("install", &[]),
-        ("fleet-relation-created", &created),
-        ("leader-elected", &[]),
-        ("config-changed", &[]),
-        ("start", &[]),
-        ("cos-agent-relation-joined", &cos),
-    ];
-    for (h, extra) in deploy {
-        // The relations appear as Juju creates them: the peer relation after `install`.
-        match h {
-            "fleet-relation-created" => unit.create_peer_relation()?,
-            "cos-agent-relation-joined" => unit.relate_cos()?,
-            _ => {}
-        }
-        let run = unit.run_hook(h, extra, Trace::No)?;
-        if run.launched.exit != Some(0) {
-            return Err(format!("profile: {h} failed: {}", run.stderr.trim_end()));
-        }
+    unit.relate_cos()?;
+    let run = unit.run_hook("cos-agent-relation-joined", &cos, Trace::No)?;
+    if run.launched.exit != Some(0) {
+        return Err(format!(
+            "profile: cos-agent-relation-joined failed: {}",
+            run.stderr.trim_end()
+        ));
     }
     let extra = if hook.starts_with("cos-agent-relation-") {
         cos

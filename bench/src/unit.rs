@@ -222,6 +222,31 @@ impl Unit {
         })
     }
 
+    /// Juju's deploy sequence (`microsample_e2e::DEPLOY_HOOKS`, docs/juju.md#hook-order),
+    /// untraced, each hook committed: `install`; the peer relation appears
+    /// ([`Unit::create_peer_relation`]) and `fleet-relation-created` runs with its
+    /// variables; `leader-elected`, `config-changed`, `start`. Fails naming the first hook
+    /// that does not exit 0.
+    pub fn deploy(&mut self) -> Result<(), String> {
+        for hook in microsample_e2e::DEPLOY_HOOKS {
+            let extra = if hook == microsample_e2e::PEER_RELATION_CREATED {
+                self.create_peer_relation()?;
+                juju_unit::relation_vars(PEER_RELATION, PEER_APP, "")
+            } else {
+                Vec::new()
+            };
+            let run = self.run_hook(hook, &extra, launch::Trace::No)?;
+            if run.launched.exit != Some(0) {
+                return Err(format!(
+                    "{} {hook} failed: {}",
+                    self.kind.name(),
+                    run.stderr.trim_end()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Relates the unit to a COS agent (`juju integrate microsample grafana-agent`).
     pub fn relate_cos(&self) -> Result<(), String> {
         juju_state::update(&self.state_dir, |s: &mut JujuState| -> Result<(), String> {
