@@ -23,6 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use launch::Trace;
+use microsample_e2e::juju_unit;
 use report::{EventDef, EventKind, RunInfo, Sample, FLOOR};
 use unit::{HookRun, Kind, Unit};
 
@@ -31,8 +32,8 @@ usage: cargo bench-charm [--rounds N] [--update-status N] [--overhead-runs N]
        cargo bench-charm --profile HOOK [--profile-runs N] [--profile-freq HZ]
 
 Builds the Rust charm (cargo pack), the test fakes and the ops baseline's venv, then
-runs both charms through: install, leader-elected, config-changed, start, an unhandled
-hook; cos-agent relation joined and changed; channel=beta + config-changed;
+runs both charms through: install, fleet-relation-created (the peer relation appears),
+leader-elected, config-changed, start, an unhandled hook; cos-agent relation joined and changed; channel=beta + config-changed;
 update-status x N; the unhandled hook again; upgrade-charm + config-changed; a peer
 joins: fleet relation joined and changed. Hook by hook, interleaved with /bin/true run
 the same way, every process under ptrace, for N rounds (+1 warm-up). Then measures
@@ -104,15 +105,17 @@ fn parse_args() -> Result<Option<Args>, String> {
 /// One step of a round.
 enum Step {
     /// Runs `hook` on both units (and the floor); reported as `label`. `relation`: the
-    /// relation id and remote unit of a relation hook.
+    /// relation id, remote application and remote unit (`""` for none) of a relation hook.
     Hook {
         hook: &'static str,
         label: String,
         kind: EventKind,
-        relation: Option<(&'static str, Option<&'static str>)>,
+        relation: Option<(&'static str, &'static str, &'static str)>,
     },
     /// `juju config` on both units.
     Config(&'static str, Value),
+    /// Juju creates the `fleet` peer relation (after `install`, before its `-created`).
+    CreatePeerRelation,
     /// `juju integrate microsample grafana-agent`.
     RelateCos,
     /// `juju add-unit`: a peer joins the `fleet` relation; `reported`: it has published
@@ -134,20 +137,33 @@ fn hook(hook: &'static str, label: &str) -> Step {
     }
 }
 
-fn relation_hook(hook: &'static str, relation: &'static str, remote: &'static str) -> Step {
+fn relation_hook(
+    hook: &'static str,
+    relation: &'static str,
+    remote_app: &'static str,
+    remote_unit: &'static str,
+) -> Step {
     Step::Hook {
         hook,
         label: hook.to_string(),
         kind: EventKind::Reconciling,
-        relation: Some((relation, Some(remote))),
+        relation: Some((relation, remote_app, remote_unit)),
     }
 }
 
-/// Deploy; the unhandled hook; relate to COS; `juju config channel=beta`; update-status
+/// Deploy (the peer relation appears after `install`, docs/juju.md#hook-order); the
+/// unhandled hook; relate to COS; `juju config channel=beta`; update-status
 /// x n; the unhandled hook; `juju refresh`; a peer joins.
 fn sequence(update_status: usize) -> Vec<Step> {
     let mut steps = vec![
         hook("install", "install"),
+        Step::CreatePeerRelation,
+        relation_hook(
+            "fleet-relation-created",
+            unit::PEER_RELATION,
+            unit::PEER_APP,
+            "",
+        ),
         hook("leader-elected", "leader-elected"),
         hook("config-changed", "config-changed (deploy)"),
         hook("start", "start"),
@@ -156,11 +172,13 @@ fn sequence(update_status: usize) -> Vec<Step> {
         relation_hook(
             "cos-agent-relation-joined",
             unit::COS_RELATION,
+            unit::COS_APP,
             unit::COS_UNIT,
         ),
         relation_hook(
             "cos-agent-relation-changed",
             unit::COS_RELATION,
+            unit::COS_APP,
             unit::COS_UNIT,
         ),
         Step::Config("channel", json!("beta")),
@@ -174,12 +192,14 @@ fn sequence(update_status: usize) -> Vec<Step> {
     steps.push(relation_hook(
         "fleet-relation-joined",
         unit::PEER_RELATION,
+        unit::PEER_APP,
         unit::PEER_UNIT,
     ));
     steps.push(Step::PeerJoins { reported: true });
     steps.push(relation_hook(
         "fleet-relation-changed",
         unit::PEER_RELATION,
+        unit::PEER_APP,
         unit::PEER_UNIT,
     ));
     steps
@@ -350,6 +370,11 @@ fn bench(args: &Args) -> Result<bool, String> {
                     ops.set_config(key, value.clone())?;
                     continue;
                 }
+                Step::CreatePeerRelation => {
+                    rust.create_peer_relation()?;
+                    ops.create_peer_relation()?;
+                    continue;
+                }
                 Step::RelateCos => {
                     rust.relate_cos()?;
                     ops.relate_cos()?;
@@ -367,8 +392,9 @@ fn bench(args: &Args) -> Result<bool, String> {
                     ..
                 } => (*hook, label, relation),
             };
-            let extra =
-                relation.map_or_else(Vec::new, |(id, remote)| Unit::relation_env(id, remote));
+            let extra = relation.map_or_else(Vec::new, |(id, app, unit)| {
+                juju_unit::relation_vars(id, app, unit)
+            });
             // Rotate which process goes first, so none always runs on a cache another
             // warmed.
             for k in 0..3 {

@@ -239,16 +239,7 @@ pub fn run(
         c
     })?;
     for unit in [&mut rust, &mut ops] {
-        for hook in ["install", "leader-elected", "config-changed", "start"] {
-            let run = unit.run_hook(hook, &[], Trace::No)?;
-            if run.launched.exit != Some(0) {
-                return Err(format!(
-                    "overhead check: {} {hook} failed: {}",
-                    unit.kind.name(),
-                    run.stderr.trim_end()
-                ));
-            }
-        }
+        unit.deploy().map_err(|e| format!("overhead check: {e}"))?;
     }
     let targets = [
         Target::True,

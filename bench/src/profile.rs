@@ -25,7 +25,8 @@ use serde_json::{json, Map};
 
 use crate::launch::Trace;
 use crate::prepare::{Paths, Prepared};
-use crate::unit::{CharmSource, Unit, COS_RELATION, COS_UNIT};
+use crate::unit::{CharmSource, Unit, COS_APP, COS_RELATION, COS_UNIT};
+use microsample_e2e::juju_unit;
 
 /// The static target and flags of `cargo pack` (pack/src/main.rs), plus frame pointers.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -92,22 +93,15 @@ pub fn run(
         c.insert("port".into(), json!(port));
         c
     })?;
-    let cos = Unit::relation_env(COS_RELATION, Some(COS_UNIT));
-    let deploy: [(&str, &[(String, String)]); 5] = [
-        ("install", &[]),
-        ("leader-elected", &[]),
-        ("config-changed", &[]),
-        ("start", &[]),
-        ("cos-agent-relation-joined", &cos),
-    ];
-    for (i, (h, extra)) in deploy.iter().enumerate() {
-        if i == 4 {
-            unit.relate_cos()?;
-        }
-        let run = unit.run_hook(h, extra, Trace::No)?;
-        if run.launched.exit != Some(0) {
-            return Err(format!("profile: {h} failed: {}", run.stderr.trim_end()));
-        }
+    unit.deploy().map_err(|e| format!("profile: {e}"))?;
+    let cos = juju_unit::relation_vars(COS_RELATION, COS_APP, COS_UNIT);
+    unit.relate_cos()?;
+    let run = unit.run_hook("cos-agent-relation-joined", &cos, Trace::No)?;
+    if run.launched.exit != Some(0) {
+        return Err(format!(
+            "profile: cos-agent-relation-joined failed: {}",
+            run.stderr.trim_end()
+        ));
     }
     let extra = if hook.starts_with("cos-agent-relation-") {
         cos

@@ -3,8 +3,9 @@
 //! compiled `fake-juju`, the charm directory, the fake Juju state (`FAKE_JUJU_DIR`) and its
 //! own fake snapd (`fake-juju serve-snapd`) with the microsample workload. The links, the
 //! fake snapd and the hook environment come from `microsample_e2e::juju_unit`. Like a
-//! single-unit deployment, the unit has its `fleet` peer relation (no peers yet) and the
-//! machine's agent directory under the claim root (`MICROSAMPLE_STATE_ROOT`).
+//! single-unit deployment, the unit has the machine's agent directory under the claim root
+//! (`MICROSAMPLE_STATE_ROOT`), and its `fleet` peer relation (no peers yet) from
+//! `fleet-relation-created` on ([`Unit::create_peer_relation`]; docs/juju.md#hook-order).
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -48,9 +49,11 @@ pub struct CharmSource {
     pub entries: Vec<(String, PathBuf)>,
 }
 
-/// The peer endpoint and the id Juju gives its relation at deploy.
+/// The peer endpoint, the id Juju gives its relation at deploy, and the application at its
+/// other end (the unit's own).
 pub const PEER_ENDPOINT: &str = "fleet";
 pub const PEER_RELATION: &str = "fleet:0";
+pub const PEER_APP: &str = "microsample";
 /// The peer that joins late in a round.
 pub const PEER_UNIT: &str = "microsample/1";
 /// The COS relation the bench adds.
@@ -150,19 +153,10 @@ impl Unit {
             symlink(target, &link).map_err(io_err("link", &link))?;
         }
         let workload_port = free_port()?;
-        let mut state = JujuState {
+        let state = JujuState {
             config: config(workload_port),
             ..JujuState::default()
         };
-        // Juju creates a peer relation at deploy, before any peer exists.
-        state.relations.insert(
-            PEER_ENDPOINT.to_string(),
-            vec![Relation {
-                id: PEER_RELATION.to_string(),
-                remote_app: "microsample".to_string(),
-                ..Relation::default()
-            }],
-        );
         juju_state::save(&state_dir, &state)?;
 
         let socket = root.join("snapd.socket");
@@ -210,6 +204,47 @@ impl Unit {
             s.config.insert(key.to_string(), value);
             Ok(())
         })
+    }
+
+    /// Juju creates the peer relation, before any peer exists: the unit sees it from
+    /// `fleet-relation-created` on (`install` runs before and sees none).
+    pub fn create_peer_relation(&self) -> Result<(), String> {
+        juju_state::update(&self.state_dir, |s: &mut JujuState| -> Result<(), String> {
+            s.relations.insert(
+                PEER_ENDPOINT.to_string(),
+                vec![Relation {
+                    id: PEER_RELATION.to_string(),
+                    remote_app: PEER_APP.to_string(),
+                    ..Relation::default()
+                }],
+            );
+            Ok(())
+        })
+    }
+
+    /// Juju's deploy sequence (`microsample_e2e::DEPLOY_HOOKS`, docs/juju.md#hook-order),
+    /// untraced, each hook committed: `install`; the peer relation appears
+    /// ([`Unit::create_peer_relation`]) and `fleet-relation-created` runs with its
+    /// variables; `leader-elected`, `config-changed`, `start`. Fails naming the first hook
+    /// that does not exit 0.
+    pub fn deploy(&mut self) -> Result<(), String> {
+        for hook in microsample_e2e::DEPLOY_HOOKS {
+            let extra = if hook == microsample_e2e::PEER_RELATION_CREATED {
+                self.create_peer_relation()?;
+                juju_unit::relation_vars(PEER_RELATION, PEER_APP, "")
+            } else {
+                Vec::new()
+            };
+            let run = self.run_hook(hook, &extra, launch::Trace::No)?;
+            if run.launched.exit != Some(0) {
+                return Err(format!(
+                    "{} {hook} failed: {}",
+                    self.kind.name(),
+                    run.stderr.trim_end()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Relates the unit to a COS agent (`juju integrate microsample grafana-agent`).
@@ -303,22 +338,6 @@ impl Unit {
             dispatch_path: &format!("hooks/{hook}"),
         }
         .vars()
-    }
-
-    /// The environment of a relation hook on `relation` (its endpoint is the part of the
-    /// id before `:`) with `remote_unit` (Juju sets no remote unit for `-created`/`-broken`).
-    pub fn relation_env(relation: &str, remote_unit: Option<&str>) -> Vec<(String, String)> {
-        let endpoint = relation.split(':').next().unwrap_or(relation);
-        let mut env = vec![
-            ("JUJU_RELATION".to_string(), endpoint.to_string()),
-            ("JUJU_RELATION_ID".to_string(), relation.to_string()),
-        ];
-        if let Some(unit) = remote_unit {
-            let app = unit.split('/').next().unwrap_or(unit);
-            env.push(("JUJU_REMOTE_APP".to_string(), app.to_string()));
-            env.push(("JUJU_REMOTE_UNIT".to_string(), unit.to_string()));
-        }
-        env
     }
 
     /// Hook `hook`'s environment plus `extra`.
@@ -493,17 +512,5 @@ mod tests {
             None
         );
         assert_eq!(perf_task_clock_ns(""), None);
-    }
-
-    #[test]
-    fn relation_hook_environment() {
-        let env = Unit::relation_env(COS_RELATION, Some(COS_UNIT));
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("JUJU_RELATION"), Some("cos-agent"));
-        assert_eq!(get("JUJU_RELATION_ID"), Some("cos-agent:4"));
-        assert_eq!(get("JUJU_REMOTE_APP"), Some("grafana-agent"));
-        assert_eq!(get("JUJU_REMOTE_UNIT"), Some("grafana-agent/0"));
-        let env = Unit::relation_env(PEER_RELATION, None);
-        assert_eq!(env.len(), 2);
     }
 }

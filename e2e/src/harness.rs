@@ -6,10 +6,23 @@
 //!
 //! let unit = Unit::new();
 //! unit.set_config("port", serde_json::json!(microsample_e2e::free_port()));
-//! let run = unit.run_hook("install");
-//! assert_eq!(run.exit, Some(0), "{}", run.stderr);
-//! assert_eq!(unit.status().0, "maintenance");
+//! // No peer relation is visible during `install`: the charm installs nothing and waits.
+//! let install = unit.run_hook("install");
+//! assert_eq!(install.exit, Some(0), "{}", install.stderr);
+//! assert_eq!(unit.status().0, "waiting");
+//! // `fleet-relation-created` makes `fleet:0` visible; the charm installs the snap.
+//! let created = unit.run_hook("fleet-relation-created");
+//! assert_eq!(created.exit, Some(0), "{}", created.stderr);
+//! assert_eq!(unit.status().0, "active");
 //! ```
+//!
+//! The peer relation follows Juju's hook order (docs/juju.md#hook-order,
+//! docs/juju.md#relation-hooks): a new unit sees no `fleet` relation (`relation-ids fleet`
+//! prints `[]`) until its `fleet-relation-created` runs, which first creates
+//! [`PEER_RELATION_ID`] (no remote units, the remote application its own) and runs with the
+//! relation hook variables. Juju runs nothing but `install` before that, so any other hook
+//! on a unit without the relation panics: run [`Unit::run_install_hooks`] or [`deployed`]
+//! first, or [`Unit::create_peer_relation`] for a unit deployed earlier.
 //!
 //! Every `Unit` lives in its own temporary directory with its own snapd socket, so tests
 //! can run in parallel. The fake workload listens on the port from the snap config; the
@@ -73,6 +86,26 @@ pub struct UnitOptions<'a> {
     /// when `None`. Ignored with `machine_of`.
     pub install_port: Option<u16>,
 }
+
+/// The charm's peer endpoint (`peers:` in charmcraft.yaml).
+pub const PEER_ENDPOINT: &str = "fleet";
+
+/// The id of a unit's peer relation in the single-unit harness: `fleet:0`.
+pub const PEER_RELATION_ID: &str = "fleet:0";
+const PEER_RELATION_NUMBER: u32 = 0;
+
+/// The hook that makes the peer relation visible to a new unit.
+pub const PEER_RELATION_CREATED: &str = "fleet-relation-created";
+
+/// Juju's deploy sequence for a single leader unit (docs/juju.md#hook-order): `install`,
+/// the peer relation's `-created`, `leader-elected`, `config-changed`, `start`.
+pub const DEPLOY_HOOKS: [&str; 5] = [
+    "install",
+    PEER_RELATION_CREATED,
+    "leader-elected",
+    "config-changed",
+    "start",
+];
 
 /// Default watchdog for one hook or action run.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -266,6 +299,15 @@ impl HookRun {
     pub fn calls_to(&self, tool: &str) -> Vec<&Call> {
         self.calls.iter().filter(|c| c.tool == tool).collect()
     }
+}
+
+/// The two hooks Juju runs first on a new unit ([`Unit::run_install_hooks`]).
+#[derive(Debug, Clone)]
+pub struct InstallRuns {
+    /// `install`: no peer relation visible yet.
+    pub install: HookRun,
+    /// `fleet-relation-created`: the first hook that sees the peer relation.
+    pub relation_created: HookRun,
 }
 
 /// One request received by the fake snapd.
@@ -752,6 +794,50 @@ impl Unit {
         });
     }
 
+    /// The peer relation as the unit's hooks see it; `None` before `fleet-relation-created`.
+    pub fn peer_relation(&self) -> Option<Relation> {
+        let state = self.juju_state();
+        state.relations.get(PEER_ENDPOINT)?.first().cloned()
+    }
+
+    /// Creates the peer relation [`PEER_RELATION_ID`] as Juju does for every unit of an
+    /// application with a peer endpoint: no remote units, the remote application the unit's
+    /// own. Does nothing when the unit already has a peer relation. Running
+    /// `fleet-relation-created` does this first; call it directly only for a unit deployed
+    /// earlier (e.g. by a previous charm revision), whose `fleet-relation-created` has run.
+    pub fn create_peer_relation(&self) {
+        if self.peer_relation().is_none() {
+            let app = self.juju_state().app_name().to_string();
+            self.add_relation(PEER_ENDPOINT, PEER_RELATION_NUMBER, &app, &[]);
+        }
+    }
+
+    /// What the unit agent knows of the peer relation as hook `name` starts: for
+    /// `fleet-relation-created` it creates the relation ([`Unit::create_peer_relation`]) and
+    /// returns the relation hook variables; any other hook but `install` must find the
+    /// relation there already (docs/juju.md#hook-order), else this panics.
+    fn peer_relation_before(&self, name: &str) -> Vec<(String, String)> {
+        if name == PEER_RELATION_CREATED {
+            self.create_peer_relation();
+        }
+        let Some(relation) = self.peer_relation() else {
+            assert!(
+                name == "install",
+                "{}: Juju runs no `{name}` before `{PEER_RELATION_CREATED}` (only `install`, \
+                 docs/juju.md#hook-order), and every later hook sees the peer relation: run \
+                 Unit::run_install_hooks() or deployed() first, or Unit::create_peer_relation() \
+                 for a unit deployed earlier",
+                self.unit_name
+            );
+            return Vec::new();
+        };
+        if name == PEER_RELATION_CREATED {
+            juju_unit::relation_vars(&relation.id, &relation.remote_app, "")
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Workload status (status, message).
     pub fn status(&self) -> (String, String) {
         let s = self.juju_state().unit_status;
@@ -848,10 +934,28 @@ impl Unit {
         self.run_hook_with_env(name, &[])
     }
 
+    /// The two hooks Juju runs first on a new unit: `install` (no peer relation visible),
+    /// then `fleet-relation-created` (the relation appears, see [`Unit::run_hook`]). Panics
+    /// unless `install` exits 0: Juju retries a failed `install` before anything else.
+    pub fn run_install_hooks(&self) -> InstallRuns {
+        let install = self.run_hook("install");
+        ok(&install);
+        let relation_created = self.run_hook(PEER_RELATION_CREATED);
+        InstallRuns {
+            install,
+            relation_created,
+        }
+    }
+
     /// Like [`Unit::run_hook`] with extra environment (e.g. `JUJU_RELATION_ID`,
-    /// `JUJU_REMOTE_UNIT` for relation hooks).
+    /// `JUJU_REMOTE_UNIT` for relation hooks), which overrides the harness's own.
+    ///
+    /// `fleet-relation-created` first creates the peer relation (when the unit has none)
+    /// and runs with its relation variables; any other hook but `install` panics on a unit
+    /// without the peer relation (see the module documentation).
     pub fn run_hook_with_env(&self, name: &str, extra: &[(&str, &str)]) -> HookRun {
         let dispatch_path = format!("hooks/{name}");
+        let relation_vars = self.peer_relation_before(name);
         self.update_juju_state(|s| {
             s.action = None;
             let agent = |s: &mut JujuState, status: &str, message: &str| {
@@ -885,6 +989,8 @@ impl Unit {
             }
         });
         let mut env = self.base_env(name, &dispatch_path, name);
+        env.extend(relation_vars);
+        env.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let run = self.execute(&env, name);
         let ok = run.success();
@@ -1376,13 +1482,14 @@ pub fn ok(run: &HookRun) {
     );
 }
 
-/// A unit with `port` set to a free port, taken through Juju's deploy sequence (install,
-/// leader-elected, config-changed, start); returns it and the port.
+/// A unit with `port` set to a free port, taken through Juju's deploy sequence
+/// ([`DEPLOY_HOOKS`]: install, fleet-relation-created, leader-elected, config-changed,
+/// start); returns it and the port.
 pub fn deployed() -> (Unit, u16) {
     let unit = Unit::new();
     let port = free_port();
     unit.set_config("port", json!(port));
-    for hook in ["install", "leader-elected", "config-changed", "start"] {
+    for hook in DEPLOY_HOOKS {
         ok(&unit.run_hook(hook));
     }
     (unit, port)

@@ -103,6 +103,27 @@ pub fn snapd_request(
     )
 }
 
+/// The variables Juju adds to a relation hook's environment (docs/juju.md#environment):
+/// `JUJU_RELATION` (the endpoint, `relation_id` up to its `:`), `JUJU_RELATION_ID`,
+/// `JUJU_REMOTE_APP` and `JUJU_REMOTE_UNIT` (empty for `-created`, `-broken` and a change of
+/// the remote application's databag).
+pub fn relation_vars(
+    relation_id: &str,
+    remote_app: &str,
+    remote_unit: &str,
+) -> Vec<(String, String)> {
+    let endpoint = relation_id.split(':').next().unwrap_or(relation_id);
+    [
+        ("JUJU_RELATION", endpoint),
+        ("JUJU_RELATION_ID", relation_id),
+        ("JUJU_REMOTE_APP", remote_app),
+        ("JUJU_REMOTE_UNIT", remote_unit),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// What the environment of one `dispatch` run is made of: see [`DispatchEnv::vars`].
 pub struct DispatchEnv<'a> {
     /// The unit's directory (`JUJU_AGENT_SOCKET_ADDRESS` is its `agent.socket`).
@@ -186,5 +207,37 @@ impl DispatchEnv<'_> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relation_hook_variables() {
+        let get = |env: &[(String, String)], k: &str| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        let env = relation_vars("cos-agent:4", "grafana-agent", "grafana-agent/0");
+        assert_eq!(get(&env, "JUJU_RELATION").as_deref(), Some("cos-agent"));
+        assert_eq!(
+            get(&env, "JUJU_RELATION_ID").as_deref(),
+            Some("cos-agent:4")
+        );
+        assert_eq!(
+            get(&env, "JUJU_REMOTE_APP").as_deref(),
+            Some("grafana-agent")
+        );
+        assert_eq!(
+            get(&env, "JUJU_REMOTE_UNIT").as_deref(),
+            Some("grafana-agent/0")
+        );
+        // `-created`: no remote unit, still set (empty), the remote application named.
+        let env = relation_vars("fleet:0", "microsample", "");
+        assert_eq!(env.len(), 4);
+        assert_eq!(get(&env, "JUJU_RELATION").as_deref(), Some("fleet"));
+        assert_eq!(get(&env, "JUJU_REMOTE_APP").as_deref(), Some("microsample"));
+        assert_eq!(get(&env, "JUJU_REMOTE_UNIT").as_deref(), Some(""));
     }
 }

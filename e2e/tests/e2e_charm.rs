@@ -1,11 +1,76 @@
 //! End-to-end: the built `dispatch` run the way the Juju agent runs it, against the strict
 //! fake hook tools and the fake snapd + `snap` CLI + microsample (`microsample_e2e::fakes`).
 
-use microsample_e2e::{call_lines, deployed, free_port, ok, snap_calls, Unit};
+use microsample_e2e::{call_lines, deployed, free_port, ok, snap_calls, Unit, PEER_RELATION_ID};
 use serde_json::{json, Value};
 
 fn snap_field(unit: &Unit, field: &str) -> Value {
     unit.snapd_state()["snap"][field].clone()
+}
+
+#[test]
+fn install_installs_nothing_until_the_peer_relation_is_visible() {
+    // docs/juju.md#hook-order: `install` runs before `fleet-relation-created`, and sees no
+    // peer relation; what a new unit installs is the fleet's to say.
+    let unit = Unit::new();
+    unit.set_config("port", json!(free_port()));
+    assert_eq!(unit.peer_relation(), None);
+
+    let install = unit.run_hook("install");
+    ok(&install);
+    assert_eq!(
+        call_lines(&install),
+        [
+            "config-get --format=json",
+            "opened-ports --format=json",
+            "relation-ids --format=json -- cos-agent",
+            "relation-ids --format=json -- fleet",
+            "status-set waiting -- installing microsample once the peer relation is visible",
+        ],
+        "reads, then waits: no snap command, no port opened"
+    );
+    assert!(install.snapd_requests.iter().all(|r| r.method == "GET"));
+    assert!(unit.snapd_state()["snap"].is_null());
+    assert_eq!(
+        unit.status(),
+        (
+            "waiting".into(),
+            "installing microsample once the peer relation is visible".into()
+        )
+    );
+    assert!(unit.opened_ports().is_empty());
+    assert_eq!(unit.workload_version(), None);
+
+    // Juju creates the peer relation and runs its `-created` hook: the unit installs.
+    let created = unit.run_hook("fleet-relation-created");
+    ok(&created);
+    let relation = unit.peer_relation().expect("the peer relation");
+    assert_eq!(relation.id, PEER_RELATION_ID);
+    assert_eq!(relation.remote_app, "microsample");
+    assert!(relation.remote_units.is_empty(), "a single unit: no peers");
+    assert_eq!(
+        snap_calls(&created)[0],
+        "snap install microsample --channel=latest/edge"
+    );
+    // A relation hook: juju-log prefixes the charm's lines with JUJU_RELATION_ID.
+    let logged: Vec<_> = unit
+        .logs()
+        .into_iter()
+        .filter(|l| l.context == "hooks/fleet-relation-created")
+        .collect();
+    assert!(
+        !logged.is_empty() && logged.iter().all(|l| l.message.starts_with("fleet:0: ")),
+        "{logged:#?}"
+    );
+    assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
+}
+
+#[test]
+#[should_panic(expected = "Juju runs no `update-status` before `fleet-relation-created`")]
+fn the_harness_refuses_a_hook_juju_would_not_run_before_the_peer_relation() {
+    let unit = Unit::new();
+    ok(&unit.run_hook("install"));
+    unit.run_hook("update-status");
 }
 
 #[test]
@@ -14,10 +79,22 @@ fn deploy_installs_from_edge_and_goes_active() {
     let port = free_port();
     unit.set_config("port", json!(port));
 
-    let install = unit.run_hook("install");
+    // The first hook that sees the peer relation installs.
+    let install = unit.run_install_hooks().relation_created;
     ok(&install);
     let install_calls = call_lines(&install);
-    assert_eq!(install_calls[0], "config-get --format=json");
+    assert_eq!(
+        install_calls[..6],
+        [
+            "config-get --format=json",
+            "opened-ports --format=json",
+            "relation-ids --format=json -- cos-agent",
+            "relation-ids --format=json -- fleet",
+            "relation-list --format=json -r fleet:0",
+            "relation-get --format=json -r fleet:0 --app - microsample",
+        ],
+        "observes first, the peer relation included"
+    );
     let installing = install_calls
         .iter()
         .position(|c| c == "status-set maintenance -- Installing microsample snap from 'edge'")
@@ -183,7 +260,7 @@ fn a_fresh_install_from_an_unavailable_channel_blocks() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
     unit.set_config("channel", json!("stable"));
-    let run = unit.run_hook("install");
+    let run = unit.run_install_hooks().relation_created;
     ok(&run);
     assert_eq!(
         unit.status(),
@@ -201,7 +278,7 @@ fn store_down_fails_the_hook_then_the_retry_recovers() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
     unit.set_store_down(true);
-    let run = unit.run_hook("install");
+    let run = unit.run_install_hooks().relation_created;
     assert_eq!(
         run.exit,
         Some(1),
@@ -218,7 +295,10 @@ fn store_down_fails_the_hook_then_the_retry_recovers() {
     assert!(message.contains("no such host"), "{message}");
     assert_eq!(
         unit.agent_status(),
-        ("error".into(), "hook failed: \"install\"".into())
+        (
+            "error".into(),
+            "hook failed: \"fleet-relation-created\"".into()
+        )
     );
     let errors: Vec<_> = unit
         .logs()
@@ -239,7 +319,7 @@ fn store_down_fails_the_hook_then_the_retry_recovers() {
 
     // Juju retries the hook; the store is back.
     unit.set_store_down(false);
-    ok(&unit.run_hook("install"));
+    ok(&unit.run_hook("fleet-relation-created"));
     assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
 }
 
@@ -327,6 +407,9 @@ fn steady_state_update_status_only_reads_and_reports() {
             "opened-ports --format=json".to_string(),
             "relation-ids --format=json -- cos-agent".to_string(),
             "relation-ids --format=json -- fleet".to_string(),
+            // The peer relation (no peer): its members, and the fleet's move, if any.
+            "relation-list --format=json -r fleet:0".to_string(),
+            "relation-get --format=json -r fleet:0 --app - microsample".to_string(),
             "application-version-set -- 0+git.57e56f2".to_string(),
             "status-set active -- Ready at 'edge'".to_string(),
         ],
@@ -441,18 +524,24 @@ fn hook_tools_get_the_inherited_environment_and_the_right_syntax() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
     unit.set_config("channel", json!("--edge"));
-    let run = unit.run_hook("config-changed");
-    ok(&run);
-    assert_eq!(
-        unit.status(),
-        (
-            "blocked".into(),
-            "Invalid channel configured: '--edge': invalid character in channel name".into()
-        )
-    );
-    assert!(
-        run.calls.iter().all(|c| c.exit == Some(0)),
-        "{:#?}",
-        run.calls
-    );
+    let runs = unit.run_install_hooks();
+    for run in [
+        runs.install,
+        runs.relation_created,
+        unit.run_hook("config-changed"),
+    ] {
+        ok(&run);
+        assert_eq!(
+            unit.status(),
+            (
+                "blocked".into(),
+                "Invalid channel configured: '--edge': invalid character in channel name".into()
+            )
+        );
+        assert!(
+            run.calls.iter().all(|c| c.exit == Some(0)),
+            "{:#?}",
+            run.calls
+        );
+    }
 }

@@ -240,7 +240,8 @@ fn nothing_is_published_without_a_relation() {
     for hook in ["config-changed", "upgrade-charm"] {
         let run = unit.run_hook(hook);
         ok(&run);
-        // One look per endpoint: cos-agent and fleet.
+        // One look per endpoint: cos-agent and fleet. Alone on its peer relation, the unit
+        // publishes nothing there either.
         assert_eq!(run.calls_to("relation-ids").len(), 2);
         assert!(run.calls_to("relation-set").is_empty(), "{hook}");
     }

@@ -128,11 +128,11 @@ fn snapd_busy_is_retried_inside_the_hook_then_fails() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
     unit.set_seeding(true);
-    let run = unit.run_hook("install");
+    let run = unit.run_install_hooks().relation_created;
     assert_transient(
         &unit,
         &run,
-        "install",
+        "fleet-relation-created",
         "snap install microsample failed, will retry: snapd busy: too early for operation",
     );
     let tries: Vec<_> = run
@@ -152,7 +152,7 @@ fn snapd_busy_is_retried_inside_the_hook_then_fails() {
         .iter()
         .any(|l| l.level == "WARNING" && l.message.contains("retrying in 1s")));
     unit.set_seeding(false);
-    ok(&unit.run_hook("install"));
+    ok(&unit.run_hook("fleet-relation-created"));
     assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
 }
 
@@ -189,11 +189,12 @@ fn a_snap_usage_error_is_a_loud_failure() {
     unit.set_config("port", json!(free_port()));
     let (_dir, extra) = snap_stand_in("echo \"error: unknown flag \\`channel'\" >&2; exit 64");
     let path = format!("{extra}:{}:/usr/bin:/bin", unit.tools_dir.display());
-    let run = unit.run_hook_with_env("install", &[("PATH", &path)]);
+    ok(&unit.run_hook("install"));
+    let run = unit.run_hook_with_env("fleet-relation-created", &[("PATH", &path)]);
     assert_transient(
         &unit,
         &run,
-        "install",
+        "fleet-relation-created",
         "snap install microsample failed, will retry: unknown flag `channel'",
     );
 }
@@ -203,11 +204,15 @@ fn a_hanging_snap_is_killed_at_the_bound() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
     unit.set_snap_hang(true);
-    let run = unit.run_hook_with_env("install", &[("MICROSAMPLE_SNAP_TIMEOUT", "2")]);
-    assert_transient(&unit, &run, "install", "snap install microsample failed, will retry: snap: `snap install microsample --channel=latest/edge` killed after 2s");
+    ok(&unit.run_hook("install"));
+    let run = unit.run_hook_with_env(
+        "fleet-relation-created",
+        &[("MICROSAMPLE_SNAP_TIMEOUT", "2")],
+    );
+    assert_transient(&unit, &run, "fleet-relation-created", "snap install microsample failed, will retry: snap: `snap install microsample --channel=latest/edge` killed after 2s");
     assert!(run.duration < Duration::from_secs(20), "{:?}", run.duration);
     unit.set_snap_hang(false);
-    ok(&unit.run_hook("install"));
+    ok(&unit.run_hook("fleet-relation-created"));
     assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
 }
 
@@ -392,6 +397,7 @@ fn every_handled_hook_is_idempotent() {
     let (unit, port) = deployed();
     for hook in [
         "install",
+        "fleet-relation-created",
         "config-changed",
         "start",
         "upgrade-charm",

@@ -4,7 +4,7 @@
 //! `JUJU_UNIT_NAME`s against ONE fake snapd and ONE `/var/lib` holding both agent
 //! directories (`UnitOptions::machine_of`).
 
-use microsample_e2e::{free_port, ok, HookRun, Unit, UnitOptions};
+use microsample_e2e::{free_port, ok, HookRun, Unit, UnitOptions, DEPLOY_HOOKS};
 use serde_json::{json, Value};
 
 /// The unit `microsample/0` on a fresh machine, its config port `port`.
@@ -30,10 +30,8 @@ fn second(on: &Unit, port: u16) -> Unit {
     unit
 }
 
-const DEPLOY: [&str; 4] = ["install", "leader-elected", "config-changed", "start"];
-
 fn deploy(unit: &Unit) -> Vec<HookRun> {
-    DEPLOY
+    DEPLOY_HOOKS
         .iter()
         .map(|hook| {
             let run = unit.run_hook(hook);
@@ -124,8 +122,8 @@ fn a_claim_whose_owner_is_gone_is_taken_over() {
     a.remove_agent_dir();
     assert_eq!(a.claim().unwrap()["unit"], "microsample/0");
 
-    let run = b.run_hook("install");
-    ok(&run);
+    let runs = b.run_install_hooks();
+    ok(&runs.relation_created);
     assert!(
         logged(
             &b,
@@ -142,7 +140,9 @@ fn a_claim_whose_owner_is_gone_is_taken_over() {
         claim["installed_by_charm"], true,
         "the snap came from a charm: the new owner removes it when it goes"
     );
-    assert!(run.calls_to("snap").is_empty(), "already installed");
+    for run in [&runs.install, &runs.relation_created] {
+        assert!(run.calls_to("snap").is_empty(), "already installed");
+    }
     assert_eq!(b.status(), status("active", "Ready at 'edge'"));
     ok(&b.run_hook("remove"));
     assert!(snap(&b).is_null());
@@ -153,8 +153,10 @@ fn a_claim_whose_owner_is_gone_is_taken_over() {
 fn an_upgrade_from_a_claimless_revision_takes_the_snap_as_its_own() {
     let port = free_port();
     let a = first(port);
-    // The earlier charm revision installed the snap and kept no claim.
+    // The earlier charm revision installed the snap and kept no claim; the unit has seen
+    // its peer relation since it was deployed.
     a.preinstall_snap("latest/edge", port);
+    a.create_peer_relation();
     assert_eq!(a.claim(), None);
     let run = a.run_hook("upgrade-charm");
     ok(&run);
@@ -173,9 +175,11 @@ fn a_hand_installed_snap_is_adopted_and_never_removed() {
     let port = free_port();
     let a = first(port);
     a.preinstall_snap("latest/edge", port);
-    let run = a.run_hook("install");
-    ok(&run);
-    assert!(run.calls_to("snap").is_empty(), "{:?}", run.calls);
+    let runs = a.run_install_hooks();
+    ok(&runs.relation_created);
+    for run in [&runs.install, &runs.relation_created] {
+        assert!(run.calls_to("snap").is_empty(), "{:?}", run.calls);
+    }
     let claim = a.claim().expect("a claim");
     assert_eq!(claim["installed_by_charm"], false);
     assert!(

@@ -156,11 +156,11 @@ fn every_unavailable_channel_family_blocks_at_deploy_and_on_config() {
         "edge/hotfix_1",
         "9.9/stable",
     ] {
-        // At deploy: install blocks instead of failing in a loop.
+        // At deploy: the hook that installs blocks instead of failing in a loop.
         let unit = Unit::new();
         unit.set_config("port", json!(free_port()));
         unit.set_config("channel", json!(channel));
-        let run = unit.run_hook("install");
+        let run = unit.run_install_hooks().relation_created;
         assert_eq!(run.exit, Some(0), "{channel}: {}", run.stderr);
         assert_eq!(
             status(&unit),
@@ -188,7 +188,12 @@ fn a_snap_installed_from_a_file_is_left_alone() {
     unit.set_config("port", json!(port));
     unit.sideload_snap(port);
     unit.set_config("channel", json!("beta"));
-    for hook in ["install", "config-changed", "update-status"] {
+    for hook in [
+        "install",
+        "fleet-relation-created",
+        "config-changed",
+        "update-status",
+    ] {
         let run = unit.run_hook(hook);
         ok(&run);
         assert!(
@@ -212,6 +217,13 @@ fn channels_go_to_snap_fully_qualified_so_bare_risks_do_not_drift() {
     unit.set_config("port", json!(port));
     unit.preinstall_tracking_1_0_stable(port);
     assert_eq!(store_with_track_1_0()["latest/edge"]["revision"], 34);
+    // Deployed with channel=1.0/stable: the snap is adopted as it is.
+    unit.set_config("channel", json!("1.0/stable"));
+    let runs = unit.run_install_hooks();
+    for run in [&runs.install, &runs.relation_created] {
+        ok(run);
+        assert!(snap_calls(run).is_empty(), "{:?}", call_lines(run));
+    }
     unit.set_config("channel", json!("edge"));
     let run = unit.run_hook("config-changed");
     ok(&run);

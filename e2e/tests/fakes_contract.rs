@@ -1333,8 +1333,11 @@ fn workload_faults() {
 fn dispatch_runs_through_the_harness() {
     let unit = Unit::new();
     unit.set_config("port", json!(free_port()));
+    let runs = unit.run_install_hooks();
     let run = unit.run_hook("leader-elected");
-    assert!(run.exit.is_some() || run.signal.is_some(), "{run:?}");
+    for run in [runs.install, runs.relation_created, run] {
+        assert!(run.exit.is_some() || run.signal.is_some(), "{run:?}");
+    }
     assert!(unit.charm_dir.join("metadata.yaml").exists());
 }
 
@@ -1511,6 +1514,7 @@ fn immutable_flag(path: &std::path::Path) -> bool {
 #[test]
 fn a_writable_charm_dir_and_its_snapshot_diff() {
     let unit = Unit::new();
+    unit.create_peer_relation(); // deployed: update-status sees its peer relation
     probe_dispatch(&unit);
     let before = unit.charm_dir_snapshot();
     assert!(before
@@ -1539,6 +1543,7 @@ fn a_writable_charm_dir_and_its_snapshot_diff() {
 #[test]
 fn a_read_only_charm_dir_refuses_every_write_of_the_hook_only() {
     let unit = Unit::new();
+    unit.create_peer_relation(); // deployed: update-status sees its peer relation
     probe_dispatch(&unit);
     unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::ReadOnly);
     let before = unit.charm_dir_snapshot();
@@ -1569,6 +1574,7 @@ fn a_read_only_charm_dir_refuses_every_write_of_the_hook_only() {
 #[test]
 fn an_immutable_charm_dir_refuses_writes_while_the_hook_runs() {
     let unit = Unit::new();
+    unit.create_peer_relation(); // deployed: update-status sees its peer relation
     probe_dispatch(&unit);
     unit.set_charm_dir_mode(microsample_e2e::CharmDirMode::Immutable);
     let before = unit.charm_dir_snapshot();
@@ -1607,6 +1613,8 @@ fn the_immutable_flag_is_removed_when_the_harness_panics() {
     let root;
     {
         let unit = Unit::new();
+        // Deployed, so that the run panics at its deadline, not for a missing relation.
+        unit.create_peer_relation();
         root = unit.root.clone();
         std::fs::remove_file(unit.charm_dir.join("dispatch")).unwrap();
         std::fs::write(unit.charm_dir.join("dispatch"), "#!/bin/sh\nsleep 30\n").unwrap();
@@ -1621,7 +1629,12 @@ fn the_immutable_flag_is_removed_when_the_harness_panics() {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             unit.run_hook("update-status")
         }));
-        assert!(result.is_err(), "the run past its deadline panics");
+        let message = result.expect_err("the run past its deadline panics");
+        let message = message
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(message.contains("did not finish within"), "{message}");
         assert!(!immutable_flag(&unit.charm_dir));
         std::fs::write(unit.charm_dir.join("after"), "x").unwrap();
     }

@@ -28,7 +28,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use microsample_charm::{decode, decode_snap, PortSetting, SnapdClient, SnapdError};
-use microsample_e2e::{http, split_head, HookRun, SnapRun, Unit, REAL_SNAPD_SOCKET};
+use microsample_e2e::{
+    http, split_head, HookRun, SnapRun, Unit, PEER_RELATION_CREATED, PEER_RELATION_ID,
+    REAL_SNAPD_SOCKET,
+};
 use serde_json::Value;
 
 // =======================================================================================
@@ -689,8 +692,14 @@ fn assert_failed_install(unit: &Unit, run: &HookRun, hook: &str) {
     );
 
     let errors = errors(unit);
+    // In a relation hook, juju-log lines start with the relation id.
+    let relation = if hook == PEER_RELATION_CREATED {
+        format!("{PEER_RELATION_ID}: ")
+    } else {
+        String::new()
+    };
     let expected_log =
-        format!("snap install microsample --channel=latest/edge failed: {cli_error}");
+        format!("{relation}snap install microsample --channel=latest/edge failed: {cli_error}");
     assert!(
         errors.contains(&expected_log),
         "{hook}: juju-log ERROR must carry the CLI's error {expected_log:?}; ERROR records: {errors:#?}"
@@ -850,8 +859,9 @@ fn dispatch_reads_the_real_404_as_not_installed() {
 fn install_runs_the_real_snap_install_and_reports_its_failure() {
     require_real_snapd();
     let unit = Unit::with_real_snapd();
-    let run = unit.run_hook("install");
-    assert_failed_install(&unit, &run, "install");
+    // `install` waits for the peer relation; `fleet-relation-created` installs.
+    let run = unit.run_install_hooks().relation_created;
+    assert_failed_install(&unit, &run, PEER_RELATION_CREATED);
     assert_eq!(
         history(&unit),
         [
@@ -859,6 +869,11 @@ fn install_runs_the_real_snap_install_and_reports_its_failure() {
                 "maintenance".into(),
                 "installing charm software".into(),
                 "agent".into()
+            ),
+            (
+                "waiting".into(),
+                "installing microsample once the peer relation is visible".into(),
+                "charm".into()
             ),
             (
                 "maintenance".into(),
@@ -873,8 +888,8 @@ fn install_runs_the_real_snap_install_and_reports_its_failure() {
         ]
     );
     // Juju retries the hook: same outcome, still never active.
-    let again = unit.run_hook("install");
-    assert_failed_install(&unit, &again, "install");
+    let again = unit.run_hook(PEER_RELATION_CREATED);
+    assert_failed_install(&unit, &again, PEER_RELATION_CREATED);
 }
 
 #[test]
@@ -882,10 +897,12 @@ fn install_runs_the_real_snap_install_and_reports_its_failure() {
 fn update_status_with_the_snap_absent_tries_and_reports() {
     require_real_snapd();
     let unit = Unit::with_real_snapd();
+    unit.run_install_hooks();
+    let before = history(&unit).len();
     let run = unit.run_hook("update-status");
     assert_failed_install(&unit, &run, "update-status");
     assert_eq!(
-        history(&unit),
+        history(&unit)[before..],
         [
             (
                 "maintenance".into(),
@@ -911,6 +928,9 @@ fn remove_with_the_snap_absent_succeeds() {
         (cli.exit, cli.stderr.as_str()),
         (Some(0), "snap \"microsample\" is not installed\n")
     );
+    // A unit that has seen its peer relation (every hook after `install` does) and never
+    // took a claim.
+    unit.create_peer_relation();
     let run = unit.run_hook("remove");
     assert_eq!(run.exit, Some(0), "stderr:\n{}", run.stderr);
     assert!(errors(&unit).is_empty(), "{:?}", errors(&unit));
@@ -947,6 +967,7 @@ fn the_charm_behaves_the_same_on_the_fake_and_the_real_snapd() {
     require_real_snapd();
     for hook in [
         "install",
+        PEER_RELATION_CREATED,
         "update-status",
         "config-changed",
         "start",
@@ -954,6 +975,12 @@ fn the_charm_behaves_the_same_on_the_fake_and_the_real_snapd() {
     ] {
         let real = Unit::with_real_snapd();
         let fake = fake_without_store();
+        if hook != "install" {
+            // Every hook after `install` sees the peer relation (`fleet-relation-created`
+            // creates it itself).
+            real.create_peer_relation();
+            fake.create_peer_relation();
+        }
         let real_run = real.run_hook(hook);
         let fake_run = fake.run_hook(hook);
         assert_eq!(
@@ -1426,7 +1453,13 @@ fn the_charm_drives_the_real_snap_cli_through_a_whole_life() {
     let port = microsample_e2e::free_port();
     unit.set_config("port", serde_json::json!(port));
 
-    let run = unit.run_hook("install");
+    let runs = unit.run_install_hooks();
+    assert!(
+        posts(&runs.install).is_empty(),
+        "{:?}",
+        posts(&runs.install)
+    );
+    let run = runs.relation_created;
     assert_eq!(run.exit, Some(0), "{}", run.stderr);
     assert_eq!(unit.status(), ("active".into(), "Ready at 'edge'".into()));
     assert_eq!(
@@ -1541,7 +1574,7 @@ fn the_real_cli_texts_of_every_unavailable_channel_family_block() {
         let unit = Unit::with_real_snap_cli();
         unit.set_config("port", serde_json::json!(microsample_e2e::free_port()));
         unit.set_config("channel", serde_json::json!(channel));
-        let run = unit.run_hook("install");
+        let run = unit.run_install_hooks().relation_created;
         assert_eq!(run.exit, Some(0), "{channel}: {}", run.stderr);
         assert_eq!(
             unit.status(),
@@ -1558,10 +1591,10 @@ fn the_real_cli_texts_of_every_unavailable_channel_family_block() {
             .map(|l| l.message)
             .collect();
         eprintln!("{channel}: {logged:?}");
+        // Logged in `fleet-relation-created`, a relation hook: the relation id comes first.
+        let attempt = format!("{PEER_RELATION_ID}: snap install microsample --channel=");
         assert!(
-            logged
-                .iter()
-                .any(|m| m.starts_with("snap install microsample --channel=")),
+            logged.iter().any(|m| m.starts_with(&attempt)),
             "{channel}: the real CLI's text is logged: {logged:?}"
         );
     }
@@ -1583,10 +1616,16 @@ fn the_real_cli_refuses_to_refresh_a_sideloaded_snap_and_the_charm_never_asks_it
         "{}",
         cli.stderr
     );
-    // ...and the charm does not ask: blocked, nothing posted to snapd.
+    // ...and the charm does not ask, from deploy on: blocked, nothing posted to snapd.
     unit.set_config("channel", serde_json::json!("beta"));
-    let run = unit.run_hook("config-changed");
-    assert_eq!(run.exit, Some(0), "{}", run.stderr);
-    assert!(posts(&run).is_empty(), "{:?}", posts(&run));
-    assert_eq!(unit.status().0, "blocked");
+    let runs = unit.run_install_hooks();
+    for run in [
+        runs.install,
+        runs.relation_created,
+        unit.run_hook("config-changed"),
+    ] {
+        assert_eq!(run.exit, Some(0), "{}", run.stderr);
+        assert!(posts(&run).is_empty(), "{:?}", posts(&run));
+        assert_eq!(unit.status().0, "blocked");
+    }
 }
