@@ -339,17 +339,13 @@ fn steer(
 ) -> Result<Course, Stop> {
     let Some(fleet) = fleet else {
         // Only `install` runs before Juju shows the peer relation (docs/juju.md#hook-order):
-        // what a new unit installs is the fleet's to say, so it waits for
-        // `fleet-relation-created`.
-        if seen.machine.snap.is_none() {
-            return Ok(Course {
-                install: Err(format!(
-                    "installing {SNAP_NAME} once the peer relation is visible"
-                )),
-                gate: Gate::Wait(String::new()),
-            });
-        }
-        return Ok(Course::alone(&config.channel));
+        // what a unit installs, and whether it may move, is the fleet's to say, so it waits
+        // for `fleet-relation-created`.
+        let why = format!("installing {SNAP_NAME} once the peer relation is visible");
+        return Ok(Course {
+            install: Err(why),
+            gate: Gate::Wait("waiting for the peer relation".into()),
+        });
     };
     // Alone: the leader without peers, or a unit that has seen neither a peer nor a move.
     if fleet.members.is_empty() && (fleet.leader || fleet.app == Read::Missing) {

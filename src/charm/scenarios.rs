@@ -775,3 +775,19 @@ fn a_unit_reads_its_peers_only_while_it_has_somewhere_to_go() {
     assert_eq!(host.calls_to("relation-get"), 1, "{:?}", host.calls);
     assert_eq!(status(&host), (StatusKind::Active, "Ready at 'beta'"));
 }
+
+#[test]
+fn a_snap_already_there_is_not_moved_before_the_peer_relation_is_visible() {
+    let mut host = FakeHost::deployed("edge");
+    host.fleet = None;
+    host.set("channel", json!("beta"));
+    assert_eq!(hook(&mut host, "install"), Exit::Done);
+    assert!(host.commands.is_empty(), "{:?}", host.commands);
+    assert_eq!(
+        status(&host),
+        (
+            StatusKind::Active,
+            "Ready at 'latest/edge' (waiting for the peer relation)"
+        )
+    );
+}
