@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use microsample_e2e::fleet::{move_cost, Fleet, StatusSeen};
+use microsample_e2e::fleet::{move_cost, Fleet, StatusSeen, TraceEntry};
 use serde_json::{json, Value};
 
 /// The interleavings every scenario runs under: 1, 2, 3, or those in `FLEET_SEEDS`
@@ -350,11 +350,7 @@ fn a_unit_added_during_a_halted_move_installs_what_the_fleet_serves() {
         let new = fleet.add_unit();
         let entries = fleet.run_until_quiescent();
         no_hook_gave_up(&fleet);
-        let snaps: Vec<String> = entries
-            .iter()
-            .filter(|e| e.unit == new)
-            .flat_map(|e| e.snaps.clone())
-            .collect();
+        let snaps = snaps_of(&entries, &new);
         assert!(
             snaps
                 .iter()
@@ -362,10 +358,7 @@ fn a_unit_added_during_a_halted_move_installs_what_the_fleet_serves() {
             "seed {seed}: {new} ran {snaps:?}"
         );
         // In the move's cohort: the revision the other units serve.
-        let cohort = fleet.app_data().expect("the move")["cohort"]
-            .as_str()
-            .expect("a cohort")
-            .to_string();
+        let cohort = cohort(&fleet);
         assert_eq!(
             snaps,
             [format!(
@@ -428,15 +421,8 @@ fn a_unit_added_after_a_move_installs_the_fleets_revision_at_once() {
         let new = fleet.add_unit();
         let entries = fleet.run_until_quiescent();
         no_hook_gave_up(&fleet);
-        let cohort = fleet.app_data().expect("the move")["cohort"]
-            .as_str()
-            .expect("a cohort")
-            .to_string();
-        let snaps: Vec<String> = entries
-            .iter()
-            .filter(|e| e.unit == new)
-            .flat_map(|e| e.snaps.clone())
-            .collect();
+        let cohort = cohort(&fleet);
+        let snaps = snaps_of(&entries, &new);
         assert_eq!(
             snaps,
             [format!(
@@ -451,6 +437,23 @@ fn a_unit_added_after_a_move_installs_the_fleets_revision_at_once() {
             "seed {seed}"
         );
     }
+}
+
+/// The `snap` commands `unit` ran in `entries`.
+fn snaps_of(entries: &[TraceEntry], unit: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.unit == unit)
+        .flat_map(|e| e.snaps.clone())
+        .collect()
+}
+
+/// The committed move's cohort key.
+fn cohort(fleet: &Fleet) -> String {
+    fleet.app_data().expect("the move")["cohort"]
+        .as_str()
+        .expect("a cohort")
+        .to_string()
 }
 
 /// Whether `unit`'s committed data shows it on beta and answering.
