@@ -6,7 +6,6 @@
 //! read as a flag), and `--format=json` for anything that is parsed.
 
 use std::fmt;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -159,8 +158,7 @@ impl ProcessTools {
             detail,
         };
         let deadline = Deadline::after(self.timeout);
-        let done = process::run(Command::new(tool).args(args), stdin, deadline)
-            .map_err(|e| error(e.to_string()))?;
+        let done = process::run(tool, args, stdin, deadline).map_err(|e| error(e.to_string()))?;
         if done.status.success() {
             Ok(done.stdout)
         } else {
