@@ -13,9 +13,10 @@
 //! - its stdin, stdout and stderr are memory files (`memfd_create`), made once per thread
 //!   and emptied after each child, not pipes: the parent is not woken by each write, and
 //!   no input or output is too large (nothing can fill up and deadlock);
-//! - the parent sleeps once, in `poll(2)` on a pidfd, until the child exits or the
-//!   deadline passes; at the deadline the child is killed (`SIGKILL`) and reaped. (Without
-//!   pidfds, before Linux 5.3, it checks with `waitpid(WNOHANG)` and growing pauses.)
+//! - the parent sleeps once, in a blocking `waitpid`, until the child exits or the thread's
+//!   deadline timer interrupts it ([`DeadlineTimer`]); at the deadline the child is killed
+//!   (`SIGKILL`) and reaped. (Without a timer it checks with `waitpid(WNOHANG)` and growing
+//!   pauses.) A pidfd per child would cost the parent more (a file to make and free).
 //!
 //! The files are given up after a child that was killed (something it started might still
 //! hold them). The hook tools and `snap` start nothing that outlives them.
@@ -363,40 +364,43 @@ impl Running {
         })
     }
 
+    /// A blocking `waitpid`, interrupted at the deadline by the thread's timer.
     fn wait_exit(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
-        // SAFETY: pidfd_open(2) of this process's own unreaped child.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-        if pidfd < 0 {
-            return self.wait_without_pidfd(deadline);
+        let timer = TIMER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_none() {
+                *slot = DeadlineTimer::new();
+            }
+            slot.as_ref().map(|t| TimerRef(t.0))
+        });
+        let Some(timer) = timer else {
+            return self.wait_polling(deadline);
+        };
+        if !timer.arm(deadline.remaining()) {
+            return self.wait_polling(deadline);
         }
-        // SAFETY: a descriptor just opened, owned by nothing else.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-        loop {
-            let left = deadline.remaining();
-            if left.is_zero() {
-                return Err(RunError::TimedOut); // killed and reaped by drop
+        let result = loop {
+            let mut status = 0;
+            // SAFETY: waitpid(2) of this process's own child into a valid int.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                self.reaped = true;
+                break Ok(ExitStatus::from_raw(status));
             }
-            let mut fd = libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd for the call's duration.
-            let rc = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
-            if rc > 0 {
-                return self.reap(0).map(|s| s.unwrap_or(ExitStatus::from_raw(0)));
+            let e = io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                break Err(RunError::Spawn(e));
             }
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(RunError::Spawn(e));
-                }
+            if deadline.passed() {
+                break Err(RunError::TimedOut); // killed and reaped by drop
             }
-        }
+        };
+        timer.disarm();
+        result
     }
 
-    fn wait_without_pidfd(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
+    /// Without a timer: `waitpid(WNOHANG)` and growing pauses until the deadline.
+    fn wait_polling(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
         let mut pause = Duration::from_micros(50);
         loop {
             if let Some(status) = self.reap(libc::WNOHANG)? {
@@ -441,6 +445,89 @@ impl Drop for Running {
             // of its own after SIGKILL, so its stack can go.)
             let _ = self.reap(0);
         }
+    }
+}
+
+/// The signal the deadline timer sends: one of the real-time signals glibc leaves to
+/// programs, with a handler that does nothing and no `SA_RESTART`, so that it only makes
+/// the blocking `waitpid` return `EINTR`.
+fn deadline_signal() -> i32 {
+    libc::SIGRTMIN() + 4
+}
+
+extern "C" fn on_deadline_signal(_: libc::c_int) {}
+
+/// A POSIX timer of this thread that sends [`deadline_signal`] to the thread itself: armed
+/// at a child's deadline, then every 10 ms (a signal that lands just before the `waitpid`
+/// starts is followed by another), disarmed once the child is reaped. Cheaper than a pidfd
+/// per child (bench/README.md, "The cost of a child").
+struct DeadlineTimer(libc::timer_t);
+
+/// The thread's timer, for one wait.
+#[derive(Clone, Copy)]
+struct TimerRef(libc::timer_t);
+
+thread_local! {
+    static TIMER: RefCell<Option<DeadlineTimer>> = const { RefCell::new(None) };
+}
+
+impl Drop for DeadlineTimer {
+    fn drop(&mut self) {
+        // SAFETY: timer_delete(2) of the thread's own timer, at the thread's end.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+impl DeadlineTimer {
+    fn new() -> Option<DeadlineTimer> {
+        static HANDLER: std::sync::Once = std::sync::Once::new();
+        let signal = deadline_signal();
+        // SAFETY: sigaction(2), pthread_sigmask and timer_create(2) with zero-initialised
+        // structures filled in as they require; the handler does nothing.
+        unsafe {
+            HANDLER.call_once(|| {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_deadline_signal as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            });
+            // A mask inherited from whoever started this process must not hold it back.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            let mut event: libc::sigevent = std::mem::zeroed();
+            event.sigev_notify = libc::SIGEV_THREAD_ID;
+            event.sigev_signo = signal;
+            event.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::mem::zeroed();
+            (libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) == 0)
+                .then_some(DeadlineTimer(timer))
+        }
+    }
+}
+
+impl TimerRef {
+    fn set(self, first: Duration, then: Duration) -> bool {
+        let spec = |d: Duration| libc::timespec {
+            tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        };
+        let value = libc::itimerspec {
+            it_interval: spec(then),
+            it_value: spec(first),
+        };
+        // SAFETY: timer_settime(2) on this thread's timer with a valid value.
+        unsafe { libc::timer_settime(self.0, 0, &value, std::ptr::null_mut()) == 0 }
+    }
+
+    /// Fires at `left` from now (at once when nothing is left), then every 10 ms.
+    fn arm(self, left: Duration) -> bool {
+        self.set(left.max(Duration::from_nanos(1)), Duration::from_millis(10))
+    }
+
+    fn disarm(self) {
+        self.set(Duration::ZERO, Duration::ZERO);
     }
 }
 
@@ -657,6 +744,46 @@ mod tests {
         );
         let out = run("sh", &["-c", "echo $0"], None, soon()).unwrap();
         assert_eq!(out.stdout, b"sh\n"); // argv[0] is the name as given
+    }
+
+    #[test]
+    fn the_deadline_holds_when_the_timer_signal_came_blocked() {
+        // A fresh thread (its own timer), with the signal blocked as a parent could leave it.
+        std::thread::spawn(|| {
+            // SAFETY: pthread_sigmask on this thread with a valid set.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, deadline_signal());
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            let err = run(
+                "sleep",
+                &["30"],
+                None,
+                Deadline::after(Duration::from_millis(200)),
+            )
+            .unwrap_err();
+            assert!(matches!(err, RunError::TimedOut));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn without_a_timer_the_deadline_is_kept_by_polling() {
+        let exec = Exec::new("sleep", &["30"]).unwrap();
+        let null = Files::new().unwrap();
+        let fd = null.null.as_raw_fd();
+        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        let err = running
+            .wait_polling(Deadline::after(Duration::from_millis(200)))
+            .unwrap_err();
+        assert!(matches!(err, RunError::TimedOut));
+        drop(running); // kills and reaps
+        let exec = Exec::new("true", NO_ARGS).unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        assert!(running.wait_polling(soon()).unwrap().success());
     }
 
     #[test]

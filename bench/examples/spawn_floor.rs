@@ -364,11 +364,11 @@ fn clone_vm_exec_fds(argv: &[String], fds: [i32; 3], pidfd: bool) {
     drop(stack);
 }
 
-/// [`clone_vm_exec`] with the reused memfds and a pidfd.
-fn clone_vm_memfd_pidfd(argv: &[String], files: &mut Option<(i32, i32)>) {
+/// [`clone_vm_exec`] with the reused memfds and a pidfd (or a blocking `waitpid` alone).
+fn clone_vm_memfd_pidfd(argv: &[String], files: &mut Option<(i32, i32)>, pidfd: bool) {
     let (out, err) = *files.get_or_insert_with(|| (memfd(), memfd()));
     let null = dev_null();
-    clone_vm_exec_fds(argv, [null, out, err], true);
+    clone_vm_exec_fds(argv, [null, out, err], pidfd);
     let mut buf = [0u8; 4096];
     // SAFETY: valid buffer, our descriptors.
     unsafe {
@@ -379,6 +379,57 @@ fn clone_vm_memfd_pidfd(argv: &[String], files: &mut Option<(i32, i32)>) {
             libc::lseek(fd, 0, libc::SEEK_SET);
         }
     }
+}
+
+extern "C" fn no_op(_: libc::c_int) {}
+
+/// A per-thread timer that sends `SIGRTMIN+4` to this thread (no `SA_RESTART`), so a blocking
+/// `waitpid` returns `EINTR` at the deadline.
+fn deadline_timer() -> libc::timer_t {
+    // SAFETY: plain system calls with valid, zero-initialised structures.
+    unsafe {
+        let signal = libc::SIGRTMIN() + 4;
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = no_op as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal;
+        event.sigev_notify_thread_id = libc::gettid();
+        let mut timer: libc::timer_t = std::mem::zeroed();
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer),
+            0
+        );
+        timer
+    }
+}
+
+/// [`clone_vm_exec`] with the reused memfds, a blocking `waitpid` and the deadline as a
+/// per-thread timer armed and disarmed around it.
+fn clone_vm_memfd_timer(
+    argv: &[String],
+    files: &mut Option<(i32, i32)>,
+    timer: &mut Option<libc::timer_t>,
+) {
+    let timer = *timer.get_or_insert_with(deadline_timer);
+    let arm = |secs| {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: if secs > 0 { 10_000_000 } else { 0 },
+            },
+            it_value: libc::timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            },
+        };
+        // SAFETY: our timer, a valid spec.
+        unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    };
+    arm(10);
+    clone_vm_memfd_pidfd(argv, files, false);
+    arm(0);
 }
 
 /// `fork` + `execve` (no vfork): the page tables are copied.
@@ -439,7 +490,17 @@ fn main() {
     ];
     mechanisms.push((
         "clone(CLONE_VM) no vfork, 2 reused memfds, poll(pidfd), waitpid",
-        Box::new(move |a: &[String]| clone_vm_memfd_pidfd(a, &mut reused2)),
+        Box::new(move |a: &[String]| clone_vm_memfd_pidfd(a, &mut reused2, true)),
+    ));
+    let mut reused3 = None;
+    mechanisms.push((
+        "clone(CLONE_VM) no vfork, 2 reused memfds, waitpid (no deadline)",
+        Box::new(move |a: &[String]| clone_vm_memfd_pidfd(a, &mut reused3, false)),
+    ));
+    let (mut reused4, mut timer) = (None, None);
+    mechanisms.push((
+        "clone(CLONE_VM) no vfork, 2 reused memfds, waitpid under a per-thread timer",
+        Box::new(move |a: &[String]| clone_vm_memfd_timer(a, &mut reused4, &mut timer)),
     ));
     mechanisms.push((
         "reference: nanosleep(50 µs), no child",
