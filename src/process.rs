@@ -324,8 +324,10 @@ struct Running {
 impl Running {
     fn start(mut exec: Box<Exec>, fds: [i32; 3]) -> io::Result<Running> {
         exec.fds = fds;
-        let mut stack = vec![0u8; CHILD_STACK];
-        // SAFETY: the end of the stack buffer, aligned down to 16 bytes as the ABI wants.
+        // Not zeroed (it is only ever written by the child): the memory, not its content.
+        let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
+        // SAFETY: the end of the stack buffer's capacity, aligned down to 16 bytes as the
+        // ABI wants; only the child uses it, through this raw pointer.
         let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
         let top = (top as usize & !15) as *mut libc::c_void;
         let arg = std::ptr::from_ref::<Exec>(&exec).cast_mut().cast();
