@@ -482,17 +482,21 @@ impl Drop for DeadlineTimer {
 
 impl DeadlineTimer {
     fn new() -> Option<DeadlineTimer> {
-        static HANDLER: std::sync::Once = std::sync::Once::new();
+        static HANDLER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let signal = deadline_signal();
         // SAFETY: sigaction(2), pthread_sigmask and timer_create(2) with zero-initialised
         // structures filled in as they require; the handler does nothing.
         unsafe {
-            HANDLER.call_once(|| {
+            let handled = *HANDLER.get_or_init(|| {
                 let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = on_deadline_signal as extern "C" fn(libc::c_int) as usize;
                 libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(signal, &action, std::ptr::null_mut());
+                libc::sigaction(signal, &action, std::ptr::null_mut()) == 0
             });
+            if !handled {
+                // Unhandled, a real-time signal ends the process: no timer, then.
+                return None;
+            }
             // A mask inherited from whoever started this process must not hold it back.
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
