@@ -1,17 +1,22 @@
 //! A small blocking HTTP/1.1 client for the two servers the charm reads: snapd on its Unix
 //! socket and microsample on loopback TCP.
 //!
-//! One `GET` per connection (`Connection: close`), a `Host` header (Go's server rejects
-//! HTTP/1.1 requests without one), both body framings Go uses (`Content-Length` and
-//! `chunked`, docs/snapd-api.md#http), a bound on the body, and one [`Deadline`] for the whole
-//! exchange: connect, write and every read. A peer that accepts and never answers, or drips
-//! a byte at a time, costs at most the deadline.
+//! A `Host` header (Go's server rejects HTTP/1.1 requests without one), both body framings
+//! Go uses (`Content-Length` and `chunked`, docs/snapd-api.md#http), a bound on the body, and
+//! one [`Deadline`] for each request: connect, write and every read. A peer that accepts and
+//! never answers, or drips a byte at a time, costs at most the deadline.
+//!
+//! The TCP probes make one `GET` per connection (`Connection: close`). [`UnixClient`] keeps
+//! its connection open for the next `GET` (HTTP/1.1 keep-alive, which snapd's Go server
+//! allows, docs/snapd-api.md#http): a hook's reads of snapd share one connection. A kept
+//! connection the server closed meanwhile is replaced once, as Go's own client does for a
+//! `GET`.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::deadline::Deadline;
@@ -93,19 +98,96 @@ pub(crate) fn get_tcp(
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
         _ => HttpError::Connect(e),
     })?;
-    exchange(stream, "127.0.0.1", path, max_body, deadline)
+    exchange(stream, "127.0.0.1", path, max_body, deadline, false)
+        .map(|(response, _)| response)
+        .map_err(|f| f.error)
 }
 
-/// `GET path` on the Unix socket at `socket`.
+/// `GET path` on the Unix socket at `socket`, on a connection of its own.
+#[cfg(test)]
 pub(crate) fn get_unix(
     socket: &Path,
     path: &str,
     max_body: usize,
     deadline: Deadline,
 ) -> Result<Response, HttpError> {
-    let stream = connect_unix(socket, deadline)?;
-    exchange(stream, "localhost", path, max_body, deadline)
+    UnixClient::new(socket).get(path, max_body, deadline)
 }
+
+/// `GET`s on the Unix socket at one path, over one kept connection when the server allows.
+#[derive(Debug)]
+pub(crate) struct UnixClient {
+    socket: PathBuf,
+    idle: Option<UnixStream>,
+}
+
+impl UnixClient {
+    pub(crate) fn new(socket: impl Into<PathBuf>) -> UnixClient {
+        UnixClient {
+            socket: socket.into(),
+            idle: None,
+        }
+    }
+
+    /// `GET path`, by `deadline`.
+    pub(crate) fn get(
+        &mut self,
+        path: &str,
+        max_body: usize,
+        deadline: Deadline,
+    ) -> Result<Response, HttpError> {
+        if let Some(stream) = self.idle.take() {
+            match exchange(stream, "localhost", path, max_body, deadline, true) {
+                Ok((response, kept)) => {
+                    self.idle = kept;
+                    return Ok(response);
+                }
+                // Closed by the server while idle: nothing of an answer came. Once more on
+                // a new connection.
+                Err(Failure { error, answered }) if !answered && is_closed(&error) => {}
+                Err(Failure { error, .. }) => return Err(error),
+            }
+        }
+        let stream = connect_unix(&self.socket, deadline)?;
+        let (response, kept) =
+            exchange(stream, "localhost", path, max_body, deadline, true).map_err(|f| f.error)?;
+        self.idle = kept;
+        Ok(response)
+    }
+}
+
+/// Whether an error says the peer had closed the connection.
+fn is_closed(error: &HttpError) -> bool {
+    match error {
+        HttpError::Io(e) => matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        ),
+        HttpError::Malformed(why) => why == NO_ANSWER,
+        _ => false,
+    }
+}
+
+/// Why an exchange failed, and whether any byte of an answer had come.
+struct Failure {
+    error: HttpError,
+    answered: bool,
+}
+
+impl From<HttpError> for Failure {
+    fn from(error: HttpError) -> Failure {
+        Failure {
+            error,
+            answered: true,
+        }
+    }
+}
+
+/// What [`HttpError::Malformed`] says of a connection closed before any answer.
+const NO_ANSWER: &str = "connection closed before an answer";
 
 /// Connects without blocking past the deadline: a Unix `connect` blocks while the
 /// listener's backlog is full (a wedged daemon), so it is made non-blocking and retried.
@@ -165,18 +247,29 @@ fn connect_unix(socket: &Path, deadline: Deadline) -> Result<UnixStream, HttpErr
     Ok(stream)
 }
 
+/// One `GET`; with `keep`, asks to keep the connection and returns it when the answer
+/// allows another request on it (HTTP/1.1, framed body read to its end, no
+/// `Connection: close`, nothing more sent).
 fn exchange<S: Stream>(
     mut stream: S,
     host: &str,
     path: &str,
     max_body: usize,
     deadline: Deadline,
-) -> Result<Response, HttpError> {
+    keep: bool,
+) -> Result<(Response, Option<S>), Failure> {
+    let connection = if keep { "" } else { "Connection: close\r\n" };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\n{connection}\r\n"
     );
-    bound(&stream, deadline)?;
-    stream.write_all(request.as_bytes()).map_err(io_error)?;
+    let unanswered = |error| Failure {
+        error,
+        answered: false,
+    };
+    bound(&stream, deadline).map_err(unanswered)?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| unanswered(io_error(e)))?;
     let mut reader = Reader {
         stream,
         buf: Vec::with_capacity(4096),
@@ -184,6 +277,9 @@ fn exchange<S: Stream>(
         eof: false,
         deadline,
     };
+    if !reader.more().map_err(unanswered)? {
+        return Err(unanswered(HttpError::Malformed(NO_ANSWER.into())));
+    }
     let head_end = reader.fill_until(|buf| find(buf, b"\r\n\r\n"), MAX_HEAD)?;
     let head = String::from_utf8_lossy(&reader.buf[..head_end]).into_owned();
     reader.pos = head_end + 4;
@@ -197,6 +293,7 @@ fn exchange<S: Stream>(
     let content_type = header("content-type").map(str::to_string);
     let chunked =
         header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut framed = true;
     let body = if chunked {
         reader.chunked(max_body)?
     } else if let Some(length) = header("content-length") {
@@ -205,17 +302,28 @@ fn exchange<S: Stream>(
             .parse()
             .map_err(|_| HttpError::Malformed(format!("Content-Length {length:?}")))?;
         if length > max_body {
-            return Err(too_large(max_body));
+            return Err(too_large(max_body).into());
         }
         reader.exactly(length)?
     } else {
+        framed = false;
         reader.until_closed(max_body)?
     };
-    Ok(Response {
-        status,
-        content_type,
-        body,
-    })
+    let closing = header("connection").is_some_and(|v| {
+        v.split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("close"))
+    });
+    let http11 = head.starts_with("HTTP/1.1 ");
+    let kept = (keep && framed && http11 && !closing && reader.pos == reader.buf.len())
+        .then_some(reader.stream);
+    Ok((
+        Response {
+            status,
+            content_type,
+            body,
+        },
+        kept,
+    ))
 }
 
 fn bound<S: Stream>(stream: &S, deadline: Deadline) -> Result<(), HttpError> {
@@ -354,6 +462,8 @@ impl<S: Stream> Reader<S> {
             let size = usize::from_str_radix(size, 16)
                 .map_err(|_| HttpError::Malformed(format!("chunk size {size:?}")))?;
             if size == 0 {
+                // Trailer fields, if any, up to the empty line that ends the message.
+                while !self.line()?.is_empty() {}
                 return Ok(body);
             }
             if body.len() + size > max {
@@ -523,5 +633,115 @@ mod tests {
         });
         let response = get_unix(&path, "/v2/snaps/microsample", 64, soon()).unwrap();
         assert_eq!(response.body, b"{}");
+    }
+
+    /// Reads one request head from `stream` (the client sends no body).
+    fn request_head(stream: &mut UnixStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    /// A Unix server answering `answers[c][r]` to request `r` on connection `c`, closing
+    /// each connection after its answers; returns the request heads it read, by connection.
+    fn serve_unix(
+        path: &Path,
+        answers: Vec<Vec<&'static str>>,
+    ) -> std::thread::JoinHandle<Vec<Vec<String>>> {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for connection in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut heads = Vec::new();
+                for answer in connection {
+                    heads.push(request_head(&mut stream));
+                    stream.write_all(answer.as_bytes()).unwrap();
+                }
+                seen.push(heads);
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn one_unix_connection_serves_several_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let server = serve_unix(
+            &path,
+            vec![vec![
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
+            ]],
+        );
+        let mut client = UnixClient::new(&path);
+        assert_eq!(client.get("/one", 64, soon()).unwrap().body, b"{}");
+        assert_eq!(client.get("/two", 64, soon()).unwrap().body, b"abc");
+        assert_eq!(client.get("/three", 64, soon()).unwrap().body, b"z");
+        drop(client);
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 1, "one connection: {seen:?}");
+        assert!(seen[0][1].starts_with("GET /two HTTP/1.1\r\n"), "{seen:?}");
+        assert!(!seen[0][0].contains("Connection: close"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_connection_closed_by_the_server_is_replaced_and_one_it_will_close_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let server = serve_unix(
+            &path,
+            vec![
+                // Kept by the client, then closed by the server while idle.
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
+                // Says it closes: the client does not send on it again.
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb"],
+                // Close-delimited: nothing to reuse either.
+                vec!["HTTP/1.1 200 OK\r\n\r\nc"],
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd"],
+            ],
+        );
+        let mut client = UnixClient::new(&path);
+        assert_eq!(client.get("/a", 64, soon()).unwrap().body, b"a");
+        // The server closes the first connection after its answer; whether the next request
+        // finds it closed or is cut by the close, it goes on a new connection.
+        std::thread::sleep(Duration::from_millis(50));
+        for expected in [b"b", b"c", b"d"] {
+            assert_eq!(client.get("/x", 64, soon()).unwrap().body, expected);
+        }
+        let seen = server.join().unwrap();
+        assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_kept_connection_still_has_the_deadline_of_each_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            request_head(&mut stream);
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+                .unwrap();
+            request_head(&mut stream);
+            std::thread::sleep(Duration::from_secs(2)); // silent on the second request
+        });
+        let mut client = UnixClient::new(&path);
+        assert_eq!(client.get("/a", 64, soon()).unwrap().body, b"a");
+        // The server stays silent for 2 s and then closes: a timeout, not an end of stream.
+        let error = client
+            .get("/b", 64, Deadline::after(Duration::from_millis(200)))
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Timeout), "{error:?}");
+        server.join().unwrap();
     }
 }

@@ -1,13 +1,34 @@
 //! Running a child process with an argument vector, a deadline and captured output.
 //!
 //! Every external command the charm runs (hook tools, the `snap` CLI) goes through
-//! [`run`], so none of them can hang a hook: at the deadline the child is killed. The
-//! child's pipes are served from this one thread with `poll(2)` (no helper threads), so a
-//! chatty child never blocks on a full pipe and a large stdin never deadlocks.
+//! [`run`], so none of them can hang a hook: at the deadline the child is killed. Each child
+//! costs the hook CPU of its own (bench/README.md, "The cost of a child"), so the runner
+//! does as little as it can per child, all from this one thread:
+//!
+//! - the child is started with `clone(CLONE_VM)` without `CLONE_VFORK`: until its `exec`
+//!   it shares this process's memory and runs only raw system calls on a stack of its own,
+//!   and the parent does not sleep until that `exec` (each sleep and wake-up costs a
+//!   process about 20 µs of CPU on a VM). The parent keeps the child's stack and arguments
+//!   until it has reaped it, and reaps it on every path;
+//! - its stdin, stdout and stderr are memory files (`memfd_create`), made once per thread
+//!   and emptied after each child, not pipes: the parent is not woken by each write, and
+//!   no input or output is too large (nothing can fill up and deadlock);
+//! - the parent sleeps once, in a blocking `waitpid`, until the child exits or the thread's
+//!   deadline timer interrupts it ([`DeadlineTimer`]); at the deadline the child is killed
+//!   (`SIGKILL`) and reaped. (Without a timer it checks with `waitpid(WNOHANG)` and growing
+//!   pauses.) A pidfd per child would cost the parent more (a file to make and free).
+//!
+//! The files are given up after a child that was killed (something it started might still
+//! hold them). The hook tools and `snap` start nothing that outlives them.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::io::AsRawFd;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::cell::RefCell;
+use std::ffi::{CString, OsStr};
+use std::io::{self, ErrorKind};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crate::deadline::Deadline;
@@ -48,171 +69,582 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Runs `command` (which inherits this process's environment) with `stdin` fed to it, or
-/// /dev/null, until `deadline`.
-pub(crate) fn run(
-    command: &mut Command,
+/// Runs `program` (looked up on `PATH` unless it holds a `/`) with `args`, this process's
+/// environment and `stdin` fed to it (or /dev/null), until `deadline`.
+pub(crate) fn run<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
     stdin: Option<&[u8]>,
     deadline: Deadline,
 ) -> Result<Finished, RunError> {
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(RunError::Spawn)?;
-    match exchange(&mut child, stdin.unwrap_or_default(), deadline) {
-        Ok((stdout, stderr)) => match wait(&mut child, deadline) {
-            Ok(status) => Ok(Finished {
-                status,
-                stdout,
-                stderr,
-            }),
-            Err(e) => Err(kill(child, e)),
-        },
-        Err(e) => Err(kill(child, e)),
-    }
-}
-
-/// Feeds stdin and drains stdout and stderr until both close.
-fn exchange(
-    child: &mut Child,
-    input: &[u8],
-    deadline: Deadline,
-) -> Result<(Vec<u8>, Vec<u8>), RunError> {
-    let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut written = 0;
-    for fd in [
-        stdin.as_ref().map(AsRawFd::as_raw_fd),
-        stdout.as_ref().map(AsRawFd::as_raw_fd),
-        stderr.as_ref().map(AsRawFd::as_raw_fd),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        set_nonblocking(fd).map_err(RunError::Spawn)?;
-    }
-    let mut chunk = [0u8; 8192];
-    while stdin.is_some() || stdout.is_some() || stderr.is_some() {
-        let fds = [
-            stdin.as_ref().map(|p| (p.as_raw_fd(), libc::POLLOUT)),
-            stdout.as_ref().map(|p| (p.as_raw_fd(), libc::POLLIN)),
-            stderr.as_ref().map(|p| (p.as_raw_fd(), libc::POLLIN)),
-        ];
-        if !ready(fds.into_iter().flatten(), deadline)? {
-            continue;
-        }
-        if let Some(pipe) = &mut stdin {
-            match pipe.write(&input[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // A child that exits without reading its stdin is not an error here.
-                Err(_) => written = input.len(),
-            }
-            if written >= input.len() {
-                stdin = None; // closes the pipe: the child sees end of input
-            }
-        }
-        drain(&mut stdout, &mut out, &mut chunk)?;
-        drain(&mut stderr, &mut err, &mut chunk)?;
-    }
-    Ok((out, err))
-}
-
-/// Reads what is there; drops the pipe at end of file.
-fn drain<R: Read>(
-    pipe: &mut Option<R>,
-    into: &mut Vec<u8>,
-    chunk: &mut [u8],
-) -> Result<(), RunError> {
-    let Some(reader) = pipe else {
-        return Ok(());
+    let exec = Exec::new(program, args).map_err(RunError::Spawn)?;
+    // The files are taken out of the thread's slot for the run and put back only when
+    // nothing but this process can hold them any more.
+    let mut files = match FILES.with(|slot| slot.borrow_mut().take()) {
+        Some(files) => files,
+        None => Files::new().map_err(RunError::Spawn)?,
     };
-    loop {
-        match reader.read(chunk) {
-            Ok(0) => {
-                *pipe = None;
-                return Ok(());
-            }
-            Ok(n) => into.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(RunError::Spawn(e)),
+    let input = match stdin {
+        Some(data) => {
+            let fd = files.input().map_err(RunError::Spawn)?;
+            write_all_at(fd, data).map_err(RunError::Spawn)?;
+            fd
         }
-    }
+        None => files.null.as_raw_fd(),
+    };
+    let fds = [input, files.out.as_raw_fd(), files.err.as_raw_fd()];
+    let status = Running::start(exec, fds)
+        .map_err(RunError::Spawn)?
+        .wait(deadline)?;
+    let output = (|| {
+        if let Some(input) = &files.input {
+            empty(input.as_raw_fd())?;
+        }
+        Ok((take(files.out.as_raw_fd())?, take(files.err.as_raw_fd())?))
+    })();
+    let (stdout, stderr) = output.map_err(RunError::Spawn)?;
+    FILES.with(|slot| *slot.borrow_mut() = Some(files));
+    Ok(Finished {
+        status: status.map_err(RunError::Spawn)?,
+        stdout,
+        stderr,
+    })
 }
 
-/// Waits until one of `fds` is ready or the deadline passes; false when interrupted.
-fn ready(
-    fds: impl Iterator<Item = (i32, libc::c_short)>,
-    deadline: Deadline,
-) -> Result<bool, RunError> {
-    let mut fds: Vec<libc::pollfd> = fds
-        .map(|(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
+/// The child's stdin, stdout and stderr, kept for the next child.
+struct Files {
+    null: OwnedFd,
+    input: Option<OwnedFd>,
+    out: OwnedFd,
+    err: OwnedFd,
+}
+
+thread_local! {
+    static FILES: RefCell<Option<Files>> = const { RefCell::new(None) };
+}
+
+impl Files {
+    fn new() -> io::Result<Files> {
+        // SAFETY: open(2) of a constant path; the descriptor is owned from here on.
+        let null = above_stdio(unsafe {
+            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+        })?;
+        Ok(Files {
+            null,
+            input: None,
+            out: memfd()?,
+            err: memfd()?,
         })
-        .collect();
-    let left = deadline.remaining();
-    if left.is_zero() {
-        return Err(RunError::TimedOut);
     }
-    let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: fds is a valid array of pollfd for the call's duration.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if rc >= 0 {
-        return Ok(true);
+
+    fn input(&mut self) -> io::Result<i32> {
+        if self.input.is_none() {
+            self.input = Some(memfd()?);
+        }
+        Ok(self.input.as_ref().map_or(-1, AsRawFd::as_raw_fd))
     }
-    let e = io::Error::last_os_error();
-    if e.kind() == ErrorKind::Interrupted {
-        return Ok(false);
-    }
-    Err(RunError::Spawn(e))
 }
 
-fn set_nonblocking(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor this process owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+fn memfd() -> io::Result<OwnedFd> {
+    // SAFETY: memfd_create(2) with a constant name; the descriptor is owned from here on.
+    above_stdio(unsafe { libc::memfd_create(c"child-stdio".as_ptr(), libc::MFD_CLOEXEC) })
+}
+
+/// Owns `fd`, moved to 3 or above if it is 0, 1 or 2 (possible when this process was
+/// started with one of them closed), so that making it the child's stdin, stdout or stderr
+/// never overwrites another of them.
+fn above_stdio(fd: i32) -> io::Result<OwnedFd> {
+    if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    // SAFETY: fd was just opened by this process and is owned by nothing else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    if fd > 2 {
+        return Ok(owned);
+    }
+    // SAFETY: fcntl(2) on a descriptor this process owns.
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    above_stdio(moved)
 }
 
-/// Both pipes are closed: the child has exited or is about to.
-fn wait(child: &mut Child, deadline: Deadline) -> Result<ExitStatus, RunError> {
-    let mut pause = Duration::from_micros(20);
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn rewind(fd: i32) -> io::Result<()> {
+    // SAFETY: lseek(2) on a descriptor this process owns.
+    check(unsafe { libc::lseek(fd, 0, libc::SEEK_SET) as _ }).map(drop)
+}
+
+/// Writes `data` at the start of the (empty) file `fd` and rewinds it.
+fn write_all_at(fd: i32, data: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let rest = &data[done..];
+        // SAFETY: rest is a valid buffer for the call's duration.
+        match check(unsafe {
+            libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), done as libc::off_t) as _
+        }) {
+            Ok(n) => done += n as usize,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    rewind(fd)
+}
+
+/// Empties the file `fd` and rewinds it (its offset is shared with the child's copy).
+fn empty(fd: i32) -> io::Result<()> {
+    // SAFETY: ftruncate(2) on a descriptor this process owns.
+    check(unsafe { libc::ftruncate(fd, 0) as _ })?;
+    rewind(fd)
+}
+
+/// What the child wrote into the file `fd`; empties it.
+fn take(fd: i32) -> io::Result<Vec<u8>> {
+    // SAFETY: a zeroed stat is a valid out-parameter for fstat(2).
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat(2) on a descriptor this process owns, into a valid struct.
+    check(unsafe { libc::fstat(fd, &mut stat) as _ })?;
+    if stat.st_size == 0 {
+        // Nothing written (stderr, mostly): no truncation, which costs a few µs.
+        rewind(fd)?;
+        return Ok(Vec::new());
+    }
+    let mut data = Vec::with_capacity(usize::try_from(stat.st_size).unwrap_or(0));
+    let mut chunk = [0u8; 4096];
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if !deadline.passed() => {
-                std::thread::sleep(pause.min(deadline.remaining()));
-                pause = (pause * 2).min(Duration::from_millis(20));
+        let offset = data.len() as libc::off_t;
+        let spare = data.spare_capacity_mut();
+        let in_spare = !spare.is_empty();
+        let (ptr, len) = if in_spare {
+            (spare.as_mut_ptr().cast::<u8>(), spare.len())
+        } else {
+            (chunk.as_mut_ptr(), chunk.len())
+        };
+        // SAFETY: ptr points at len writable bytes for the call's duration.
+        match check(unsafe { libc::pread(fd, ptr.cast(), len, offset) as _ }) {
+            Ok(0) => break,
+            Ok(n) if !in_spare => data.extend_from_slice(&chunk[..n as usize]),
+            // SAFETY: pread initialised the first n bytes of the spare capacity.
+            Ok(n) => unsafe { data.set_len(data.len() + n as usize) },
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    empty(fd)?;
+    Ok(data)
+}
+
+/// What the child needs until its `exec`, in memory it shares with the parent: the paths
+/// to try (the `PATH` lookup is done here, not in the child), `argv`, `envp`, its stdin,
+/// stdout and stderr, and where it leaves the `errno` of a failed `exec`.
+struct Exec {
+    _strings: Vec<CString>,
+    paths: Vec<*const libc::c_char>,
+    argv: Vec<*const libc::c_char>,
+    envp: *const *const libc::c_char,
+    fds: [i32; 3],
+    errno: AtomicI32,
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Where glibc's `execvp` looks when `PATH` is not set.
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+impl Exec {
+    fn new<S: AsRef<OsStr>>(program: &str, args: &[S]) -> io::Result<Box<Exec>> {
+        let c = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+        };
+        let mut strings = Vec::with_capacity(args.len() + 4);
+        let mut paths = Vec::new();
+        if program.contains('/') {
+            strings.push(c(program.as_bytes())?);
+            paths.push(0);
+        } else {
+            let path = std::env::var_os("PATH");
+            let path = path.as_ref().map_or(DEFAULT_PATH, |p| p.as_bytes());
+            for dir in path.split(|b| *b == b':') {
+                let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+                let mut full = Vec::with_capacity(dir.len() + 1 + program.len());
+                full.extend_from_slice(dir);
+                full.push(b'/');
+                full.extend_from_slice(program.as_bytes());
+                paths.push(strings.len());
+                strings.push(c(&full)?);
             }
-            Ok(None) => return Err(RunError::TimedOut),
-            Err(e) => return Err(RunError::Spawn(e)),
+        }
+        let first_arg = strings.len();
+        strings.push(c(program.as_bytes())?);
+        for arg in args {
+            strings.push(c(arg.as_ref().as_bytes())?);
+        }
+        let mut exec = Box::new(Exec {
+            paths: Vec::with_capacity(paths.len() + 1),
+            argv: Vec::with_capacity(strings.len() - first_arg + 1),
+            // SAFETY: environ is this process's environment, which nothing changes while
+            // the charm runs children (it never sets variables).
+            envp: unsafe { environ },
+            fds: [-1; 3],
+            errno: AtomicI32::new(0),
+            _strings: Vec::new(),
+        });
+        // The CStrings' bytes are on the heap: moving the Vec keeps the pointers valid.
+        exec.paths
+            .extend(paths.iter().map(|&i| strings[i].as_ptr()));
+        exec.paths.push(std::ptr::null());
+        exec.argv
+            .extend(strings[first_arg..].iter().map(|s| s.as_ptr()));
+        exec.argv.push(std::ptr::null());
+        exec._strings = strings;
+        Ok(exec)
+    }
+}
+
+/// The child's stack (only a few raw system calls run on it).
+const CHILD_STACK: usize = 16 * 1024;
+
+/// A started child; reaped at the latest when dropped (killed first if still running), so
+/// its stack and arguments, dropped after, outlive its use of them.
+struct Running {
+    pid: libc::pid_t,
+    reaped: bool,
+    exec: Box<Exec>,
+    _stack: Vec<u8>,
+}
+
+impl Running {
+    fn start(mut exec: Box<Exec>, fds: [i32; 3]) -> io::Result<Running> {
+        exec.fds = fds;
+        // Not zeroed (it is only ever written by the child): the memory, not its content.
+        let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
+        // SAFETY: the end of the stack buffer's capacity, aligned down to 16 bytes as the
+        // ABI wants; only the child uses it, through this raw pointer.
+        let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+        let top = (top as usize & !15) as *mut libc::c_void;
+        let arg = std::ptr::from_ref::<Exec>(&exec).cast_mut().cast();
+        // SAFETY: all signals are blocked around clone(2) so the child starts with none
+        // delivered (it sets its own mask before exec); the child runs `child` on its own
+        // stack with `exec`, which this process keeps alive and unchanged until the child
+        // is reaped (Running's drop).
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(child, top, libc::CLONE_VM | libc::SIGCHLD, arg);
+            let error = io::Error::last_os_error();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            if pid < 0 {
+                return Err(error);
+            }
+            pid
+        };
+        Ok(Running {
+            pid,
+            reaped: false,
+            exec,
+            _stack: stack,
+        })
+    }
+
+    /// Waits for the exit until `deadline`, then kills. The outer error is the run's; the
+    /// inner one, a failed `exec`, leaves the files reusable.
+    fn wait(mut self, deadline: Deadline) -> Result<io::Result<ExitStatus>, RunError> {
+        let status = self.wait_exit(deadline)?;
+        Ok(match self.exec.errno.load(Ordering::Relaxed) {
+            0 => Ok(status),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        })
+    }
+
+    /// A blocking `waitpid`, interrupted at the deadline by the thread's timer.
+    fn wait_exit(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
+        let timer = TIMER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_none() {
+                *slot = DeadlineTimer::new();
+            }
+            slot.as_ref().map(|t| TimerRef(t.0))
+        });
+        let Some(timer) = timer else {
+            return self.wait_polling(deadline);
+        };
+        if !timer.arm(deadline.remaining()) {
+            return self.wait_polling(deadline);
+        }
+        let result = loop {
+            let mut status = 0;
+            // SAFETY: waitpid(2) of this process's own child into a valid int.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                self.reaped = true;
+                break Ok(ExitStatus::from_raw(status));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                break Err(RunError::Spawn(e));
+            }
+            if deadline.passed() {
+                break Err(RunError::TimedOut); // killed and reaped by drop
+            }
+        };
+        timer.disarm();
+        result
+    }
+
+    /// Without a timer: `waitpid(WNOHANG)` and growing pauses until the deadline.
+    fn wait_polling(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
+        let mut pause = Duration::from_micros(50);
+        loop {
+            if let Some(status) = self.reap(libc::WNOHANG)? {
+                return Ok(status);
+            }
+            if deadline.passed() {
+                return Err(RunError::TimedOut);
+            }
+            std::thread::sleep(pause.min(deadline.remaining()));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// `waitpid` with `flags`; `None` when `WNOHANG` finds it still running.
+    fn reap(&mut self, flags: i32) -> Result<Option<ExitStatus>, RunError> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid(2) of this process's own child into a valid int.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+            if rc == self.pid {
+                self.reaped = true;
+                return Ok(Some(ExitStatus::from_raw(status)));
+            }
+            if rc == 0 {
+                return Ok(None);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                return Err(RunError::Spawn(e));
+            }
         }
     }
 }
 
-fn kill(mut child: Child, error: RunError) -> RunError {
-    let _ = child.kill();
-    let _ = child.wait();
-    error
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: kill(2) of this process's own child, which is not reaped yet, so its
+            // pid cannot have been reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            // Blocking: a killed child exits at once. (Even unreaped, it runs no more code
+            // of its own after SIGKILL, so its stack can go.)
+            let _ = self.reap(0);
+        }
+    }
 }
+
+/// The signal the deadline timer sends: one of the real-time signals glibc leaves to
+/// programs, with a handler that does nothing and no `SA_RESTART`, so that it only makes
+/// the blocking `waitpid` return `EINTR`.
+fn deadline_signal() -> i32 {
+    libc::SIGRTMIN() + 4
+}
+
+extern "C" fn on_deadline_signal(_: libc::c_int) {}
+
+/// A POSIX timer of this thread that sends [`deadline_signal`] to the thread itself: armed
+/// at a child's deadline, then every 10 ms (a signal that lands just before the `waitpid`
+/// starts is followed by another), disarmed once the child is reaped. Cheaper than a pidfd
+/// per child (bench/README.md, "The cost of a child").
+struct DeadlineTimer(libc::timer_t);
+
+/// The thread's timer, for one wait.
+#[derive(Clone, Copy)]
+struct TimerRef(libc::timer_t);
+
+thread_local! {
+    static TIMER: RefCell<Option<DeadlineTimer>> = const { RefCell::new(None) };
+}
+
+impl Drop for DeadlineTimer {
+    fn drop(&mut self) {
+        // SAFETY: timer_delete(2) of the thread's own timer, at the thread's end.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+impl DeadlineTimer {
+    fn new() -> Option<DeadlineTimer> {
+        static HANDLER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let signal = deadline_signal();
+        // SAFETY: sigaction(2), pthread_sigmask and timer_create(2) with zero-initialised
+        // structures filled in as they require; the handler does nothing.
+        unsafe {
+            let handled = *HANDLER.get_or_init(|| {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_deadline_signal as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(signal, &action, std::ptr::null_mut()) == 0
+            });
+            if !handled {
+                // Unhandled, a real-time signal ends the process: no timer, then.
+                return None;
+            }
+            // A mask inherited from whoever started this process must not hold it back.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            let mut event: libc::sigevent = std::mem::zeroed();
+            event.sigev_notify = libc::SIGEV_THREAD_ID;
+            event.sigev_signo = signal;
+            event.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::mem::zeroed();
+            (libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) == 0)
+                .then_some(DeadlineTimer(timer))
+        }
+    }
+}
+
+impl TimerRef {
+    fn set(self, first: Duration, then: Duration) -> bool {
+        let spec = |d: Duration| libc::timespec {
+            tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        };
+        let value = libc::itimerspec {
+            it_interval: spec(then),
+            it_value: spec(first),
+        };
+        // SAFETY: timer_settime(2) on this thread's timer with a valid value.
+        unsafe { libc::timer_settime(self.0, 0, &value, std::ptr::null_mut()) == 0 }
+    }
+
+    /// Fires at `left` from now (at once when nothing is left), then every 10 ms.
+    fn arm(self, left: Duration) -> bool {
+        self.set(left.max(Duration::from_nanos(1)), Duration::from_millis(10))
+    }
+
+    fn disarm(self) {
+        self.set(Duration::ZERO, Duration::ZERO);
+    }
+}
+
+/// The child, from `clone` to `exec`. It shares the parent's memory, so it only makes raw
+/// system calls (no allocation, no lock, not even glibc's `errno`): stdin, stdout and
+/// stderr; `SIGPIPE` (ignored by the Rust runtime) and the runtime's `SIGSEGV` and `SIGBUS`
+/// handlers back to their defaults; an empty signal mask, as `std::process::Command` gives;
+/// then `execve` of each path in turn, as `execvp` does.
+extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the parent's Exec, alive and unchanged until this child is reaped;
+    // only system calls follow.
+    unsafe {
+        let exec = &*(arg as *const Exec);
+        let mut failed = 0;
+        for (to, &from) in exec.fds.iter().enumerate() {
+            let rc = if from == to as i32 {
+                raw_syscall(libc::SYS_fcntl, [from as usize, libc::F_SETFD as usize, 0])
+            } else {
+                raw_syscall(libc::SYS_dup3, [from as usize, to, 0])
+            };
+            if rc < 0 {
+                failed = -rc as i32;
+            }
+        }
+        let default = [0usize; 4]; // the kernel's sigaction: SIG_DFL, no flags, empty mask
+        for signal in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
+            let args = [signal as usize, default.as_ptr() as usize, 0, 8];
+            raw_syscall4(libc::SYS_rt_sigaction, args);
+        }
+        let empty = 0u64;
+        let args = [
+            libc::SIG_SETMASK as usize,
+            &empty as *const u64 as usize,
+            0,
+            8,
+        ];
+        raw_syscall4(libc::SYS_rt_sigprocmask, args);
+        if failed == 0 {
+            failed = libc::ENOENT;
+            let mut path = exec.paths.as_ptr();
+            while !(*path).is_null() {
+                let rc = raw_syscall(
+                    libc::SYS_execve,
+                    [
+                        *path as usize,
+                        exec.argv.as_ptr() as usize,
+                        exec.envp as usize,
+                    ],
+                );
+                match -rc as i32 {
+                    libc::ENOENT | libc::ENOTDIR => {}
+                    libc::EACCES => failed = libc::EACCES, // and go on, as execvp does
+                    other => {
+                        failed = other;
+                        break;
+                    }
+                }
+                path = path.add(1);
+            }
+        }
+        exec.errno.store(failed, Ordering::Relaxed);
+        raw_syscall(libc::SYS_exit, [127, 0, 0]);
+        127
+    }
+}
+
+unsafe fn raw_syscall(number: libc::c_long, args: [usize; 3]) -> isize {
+    raw_syscall4(number, [args[0], args[1], args[2], 0])
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall4(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret: isize;
+    std::arch::asm!(
+        "syscall",
+        inlateout("rax") number as isize => ret,
+        in("rdi") args[0],
+        in("rsi") args[1],
+        in("rdx") args[2],
+        in("r10") args[3],
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall4(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret: isize;
+    std::arch::asm!(
+        "svc 0",
+        in("x8") number,
+        inlateout("x0") args[0] as isize => ret,
+        in("x1") args[1],
+        in("x2") args[2],
+        in("x3") args[3],
+        options(nostack),
+    );
+    ret
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("src/process.rs: raw system calls for the child are written for x86_64 and aarch64");
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    const NO_ARGS: &[&str] = &[];
 
     fn soon() -> Deadline {
         Deadline::after(Duration::from_secs(10))
@@ -221,7 +653,8 @@ mod tests {
     #[test]
     fn captures_output_and_status() {
         let out = run(
-            Command::new("sh").args(["-c", "cat; echo err >&2; exit 3"]),
+            "sh",
+            &["-c", "cat; echo err >&2; exit 3"],
             Some(b"hello"),
             soon(),
         )
@@ -235,7 +668,8 @@ mod tests {
     fn large_input_and_output_do_not_deadlock() {
         let input = vec![b'x'; 1 << 20];
         let out = run(
-            Command::new("sh").args(["-c", "cat; head -c 300000 /dev/zero >&2"]),
+            "sh",
+            &["-c", "cat; head -c 300000 /dev/zero >&2"],
             Some(&input),
             soon(),
         )
@@ -246,12 +680,7 @@ mod tests {
 
     #[test]
     fn a_child_that_ignores_its_input_is_fine() {
-        let out = run(
-            &mut Command::new("true"),
-            Some(&vec![b'x'; 1 << 20]),
-            soon(),
-        )
-        .unwrap();
+        let out = run("true", NO_ARGS, Some(&vec![b'x'; 1 << 20]), soon()).unwrap();
         assert!(out.status.success());
     }
 
@@ -259,7 +688,8 @@ mod tests {
     fn kills_at_the_deadline() {
         let started = Instant::now();
         let err = run(
-            Command::new("sleep").arg("30"),
+            "sleep",
+            &["30"],
             None,
             Deadline::after(Duration::from_millis(200)),
         )
@@ -272,7 +702,8 @@ mod tests {
     fn a_child_that_closes_its_pipes_but_lives_on_is_killed_at_the_deadline() {
         let started = Instant::now();
         let err = run(
-            Command::new("sh").args(["-c", "exec >&- 2>&-; sleep 30"]),
+            "sh",
+            &["-c", "exec >&- 2>&-; sleep 30"],
             None,
             Deadline::after(Duration::from_millis(300)),
         )
@@ -282,8 +713,88 @@ mod tests {
     }
 
     #[test]
+    fn nothing_carries_over_from_one_child_to_the_next() {
+        let long = vec![b'a'; 100_000];
+        let first = run("cat", NO_ARGS, Some(&long), soon()).unwrap();
+        assert_eq!(first.stdout, long);
+        let second = run("cat", NO_ARGS, Some(b"xyz"), soon()).unwrap();
+        assert_eq!(second.stdout, b"xyz");
+        let third = run("sh", &["-c", "echo only >&2"], None, soon()).unwrap();
+        assert!(third.stdout.is_empty());
+        assert_eq!(third.stderr, b"only\n");
+        let fourth = run("cat", NO_ARGS, None, soon()).unwrap();
+        assert!(fourth.stdout.is_empty() && fourth.stderr.is_empty());
+    }
+
+    #[test]
+    fn a_child_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
+        let out = run("cat", &["/proc/self/status"], None, soon()).unwrap();
+        let status = String::from_utf8(out.stdout).unwrap();
+        let mask = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+        };
+        assert_eq!(mask("SigBlk:"), 0);
+        assert_eq!(mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0);
+    }
+
+    #[test]
+    fn a_program_on_path_runs_as_named_and_one_not_executable_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\necho ran\n").unwrap();
+        let refused = run(tool.to_str().unwrap(), NO_ARGS, None, soon()).unwrap_err();
+        assert!(
+            matches!(&refused, RunError::Spawn(e) if e.kind() == ErrorKind::PermissionDenied),
+            "{refused:?}"
+        );
+        let out = run("sh", &["-c", "echo $0"], None, soon()).unwrap();
+        assert_eq!(out.stdout, b"sh\n"); // argv[0] is the name as given
+    }
+
+    #[test]
+    fn the_deadline_holds_when_the_timer_signal_came_blocked() {
+        // A fresh thread (its own timer), with the signal blocked as a parent could leave it.
+        std::thread::spawn(|| {
+            // SAFETY: pthread_sigmask on this thread with a valid set.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, deadline_signal());
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            let err = run(
+                "sleep",
+                &["30"],
+                None,
+                Deadline::after(Duration::from_millis(200)),
+            )
+            .unwrap_err();
+            assert!(matches!(err, RunError::TimedOut));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn without_a_timer_the_deadline_is_kept_by_polling() {
+        let exec = Exec::new("sleep", &["30"]).unwrap();
+        let null = Files::new().unwrap();
+        let fd = null.null.as_raw_fd();
+        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        let err = running
+            .wait_polling(Deadline::after(Duration::from_millis(200)))
+            .unwrap_err();
+        assert!(matches!(err, RunError::TimedOut));
+        drop(running); // kills and reaps
+        let exec = Exec::new("true", NO_ARGS).unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        assert!(running.wait_polling(soon()).unwrap().success());
+    }
+
+    #[test]
     fn a_missing_program_is_a_spawn_error() {
-        let err = run(&mut Command::new("/nonexistent/tool"), None, soon()).unwrap_err();
+        let err = run("/nonexistent/tool", NO_ARGS, None, soon()).unwrap_err();
         assert!(matches!(err, RunError::Spawn(_)));
     }
 }

@@ -236,11 +236,21 @@ fn syscall(frame: &str) -> Option<&str> {
         .find_map(|p| frame.strip_prefix(p))
 }
 
+/// The function a child of the charm's runner runs between its `clone` and its `exec`.
+const CHILD_FN: &str = "microsample_charm::process::child";
+
 /// Splits the samples: processes that ran the charm's code (or libc's start) are the
 /// charm's; the others are children before their `exec`. perf's own work is set apart.
 pub fn analyze(script: &str) -> Profile {
     let samples = samples(script);
-    // A charm process runs the charm's code; a spawned child, before its exec, does not.
+    // A charm process runs the charm's code; a spawned child, before its exec, does not,
+    // except the one function the child runner starts it in (src/process.rs: it shares
+    // the charm's memory until its exec, without vfork).
+    let spawned: BTreeSet<u32> = samples
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| bare(f) == CHILD_FN))
+        .map(|s| s.pid)
+        .collect();
     let charm: BTreeSet<u32> = samples
         .iter()
         .filter(|s| {
@@ -250,6 +260,7 @@ pub fn analyze(script: &str) -> Profile {
             })
         })
         .map(|s| s.pid)
+        .filter(|pid| !spawned.contains(pid))
         .collect();
     let mut profile = Profile::default();
     let (mut by_symbol, mut by_function, mut by_syscall) =
@@ -355,18 +366,24 @@ my dispatch 100/100      25000
 \t     1239 handle_amd
 \t     123a init_cacheinfo
 \t     123b __libc_start_main_impl
+
+dispatch 102/102      30000 
+\tffffffff84 copy_strings.isra.0
+\tffffffff85 __x64_sys_execve
+\t     1242 microsample_charm::process::child
+\t     1243 clone
 ";
 
     #[test]
     fn charm_and_spawned_samples_apart() {
         let s = samples(SCRIPT);
-        assert_eq!(s.len(), 5);
+        assert_eq!(s.len(), 6);
         assert_eq!(s[1].frames[0], "_raw_spin_unlock_irq+0x17");
         assert_eq!(s[4].pid, 100);
         let p = analyze(SCRIPT);
         assert_eq!(p.processes, 1);
         assert_eq!(p.charm_ns, 125_000);
-        assert_eq!(p.spawned_ns, 50_000);
+        assert_eq!(p.spawned_ns, 80_000);
         assert_eq!(p.perf_ns, 10_000);
         assert_eq!(
             p.by_symbol,

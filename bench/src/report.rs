@@ -465,7 +465,7 @@ pub struct RunInfo {
 pub const CALL_LEGEND: &[(&str, &str)] = &[
     ("config-get", "the charm's config (channel, port), read once"),
     ("opened-ports", "the ports Juju has open for the unit, read once, so only a difference is opened or closed"),
-    ("relation-ids", "one per endpoint (`cos-agent`, `fleet`): is the unit related"),
+    ("relation-ids", "one per endpoint (`cos-agent`, `fleet`): is the unit related; none for `fleet` in a `fleet-relation-*` hook, whose `JUJU_RELATION_ID` is the peer relation"),
     ("relation-list", "the peers on `fleet`, when the peer relation exists"),
     ("is-leader", "only with peers: the leader coordinates channel moves"),
     ("relation-get", "only with peers: the move (application databag), and the leader reads each peer's unit databag"),

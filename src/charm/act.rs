@@ -145,11 +145,10 @@ fn restart(host: &mut impl Host) -> Result<Vec<(&'static str, String)>, String> 
     let (_, port) = installed_port(host)?;
     host.run(&SnapCommand::Restart)
         .map_err(|e| format!("snap restart {SNAP_NAME} failed: {e}"))?;
-    let machine = super::observe::machine(host, port, true, &mut HealthBudget::default()).map_err(
-        |stop| match stop {
+    let machine = super::observe::machine(host, port, true, false, &mut HealthBudget::default())
+        .map_err(|stop| match stop {
             Stop::Blocked(status) | Stop::Fault { status, .. } => status.message,
-        },
-    )?;
+        })?;
     match machine.health {
         Some(health) if health.is_online() => Ok(vec![
             ("port", port.to_string()),

@@ -321,7 +321,8 @@ fn look(
     budget: &mut HealthBudget,
 ) -> Result<(Observed, Option<Fleet>), Stop> {
     let juju = observe::juju(host)?;
-    let machine = observe::machine(host, config.port, false, budget)?;
+    let cos_related = !juju.cos_relations.is_empty();
+    let machine = observe::machine(host, config.port, false, cos_related, budget)?;
     let mine = unit_state(&machine, None);
     let settled = |mv: &fleet::Move| fleet::settled_in(mv, &config.channel, &mine);
     let fleet = observe::fleet(host, &env.unit, &env.topology.application, settled)?;
@@ -406,7 +407,8 @@ fn converge(
             );
         }
         act::steps(host, &steps, &mut done, &mut seen.juju)?;
-        seen.machine = observe::machine(host, config.port, done.started(), budget)?;
+        let cos_related = !seen.juju.cos_relations.is_empty();
+        seen.machine = observe::machine(host, config.port, done.started(), cos_related, budget)?;
         if seen.machine.snap.is_none() && done.commands.iter().any(|c| c.verb() == "install") {
             return Err(Stop::Fault {
                 status: Status::waiting(format!("{SNAP_NAME} missing after install, will retry")),

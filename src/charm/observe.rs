@@ -30,7 +30,8 @@ pub(crate) struct MachineView {
     /// The service's answer on the configured port; `None` when not asked (no snap, a snap
     /// the charm does not manage, or one set to another port).
     pub(crate) health: Option<Health>,
-    /// Whether the running revision serves Prometheus text on `/metrics`.
+    /// Whether the running revision serves Prometheus text on `/metrics`; only asked when
+    /// a `cos-agent` relation exists (its only use is the `cos-agent` databag).
     pub(crate) metrics: bool,
 }
 
@@ -115,12 +116,14 @@ pub(crate) fn fleet(
     }))
 }
 
-/// Reads snapd, then probes the service when it runs on `port` under the charm. `settle`
-/// when this hook just (re)started it: it gets the startup grace to answer.
+/// Reads snapd, then probes the service when it runs on `port` under the charm, and
+/// `/metrics` too when `cos_related`. `settle` when this hook just (re)started it: it gets
+/// the startup grace to answer.
 pub(crate) fn machine(
     host: &mut impl Host,
     port: Port,
     settle: bool,
+    cos_related: bool,
     budget: &mut HealthBudget,
 ) -> Result<MachineView, Stop> {
     let snap = host.snap().map_err(Stop::snapd)?;
@@ -142,7 +145,7 @@ pub(crate) fn machine(
         });
     }
     let health = wait_online(host, port, settle, budget);
-    let metrics = health.is_online() && {
+    let metrics = cos_related && health.is_online() && {
         let left = budget.end(host.now()).saturating_duration_since(host.now());
         host.serves_metrics(port, left.min(PROBE_TIMEOUT))
     };

@@ -3,7 +3,6 @@
 //! there is no syslog socket. A logging failure never fails a hook.
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -101,7 +100,7 @@ impl Log for Logger {
             Backend::JujuLog => {
                 let args = ["--log-level", juju_level(level), "--", &message];
                 let deadline = Deadline::after(JUJU_LOG_TIMEOUT);
-                let ok = process::run(Command::new("juju-log").args(args), None, deadline)
+                let ok = process::run("juju-log", &args, None, deadline)
                     .map(|done| done.status.success())
                     .unwrap_or(false);
                 if !ok {

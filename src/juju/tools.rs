@@ -6,7 +6,6 @@
 //! read as a flag), and `--format=json` for anything that is parsed.
 
 use std::fmt;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -138,6 +137,9 @@ pub(crate) trait HookTools {
 /// environment (they need `JUJU_CONTEXT_ID` and the agent socket variables).
 pub(crate) struct ProcessTools {
     timeout: Duration,
+    /// This hook's relation as Juju's environment names it (endpoint, id), when the hook is
+    /// a relation hook: see [`ProcessTools::relation_ids`].
+    current: Option<(String, String)>,
 }
 
 /// Hook tools answer from the unit agent in milliseconds; this only stops a wedged agent
@@ -146,21 +148,38 @@ pub(crate) const HOOK_TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for ProcessTools {
     fn default() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         ProcessTools {
             timeout: HOOK_TOOL_TIMEOUT,
+            current: var("JUJU_RELATION").zip(var("JUJU_RELATION_ID")),
         }
     }
 }
 
 impl ProcessTools {
+    /// The relation ids of a peer endpoint that Juju's environment already gives: in a
+    /// relation hook of a peer endpoint, `JUJU_RELATION_ID` is that endpoint's relation
+    /// (docs/juju.md#environment), and it is the only one: an application has one relation
+    /// per peer endpoint, which lives as long as the application (no `-broken` hook,
+    /// docs/juju.md#relation-hooks). So `relation-ids` would print exactly that id
+    /// (docs/juju.md#relation-tools) and is not run. Nothing is remembered: the id is this
+    /// hook's, from this hook's environment.
+    fn peer_relation_of_this_hook(&self, endpoint: Endpoint) -> Option<String> {
+        let (name, id) = self.current.as_ref()?;
+        let of_endpoint = id
+            .strip_prefix(endpoint.name())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        (endpoint.role() == "peers" && name == endpoint.name() && of_endpoint).then(|| id.clone())
+    }
+
     fn call(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
         let error = |detail: String| ToolError {
             tool: tool.to_string(),
             detail,
         };
         let deadline = Deadline::after(self.timeout);
-        let done = process::run(Command::new(tool).args(args), stdin, deadline)
-            .map_err(|e| error(e.to_string()))?;
+        let done = process::run(tool, args, stdin, deadline).map_err(|e| error(e.to_string()))?;
         if done.status.success() {
             Ok(done.stdout)
         } else {
@@ -241,6 +260,9 @@ impl HookTools for ProcessTools {
     }
 
     fn relation_ids(&mut self, endpoint: Endpoint) -> Result<Vec<String>, ToolError> {
+        if let Some(id) = self.peer_relation_of_this_hook(endpoint) {
+            return Ok(vec![id]);
+        }
         self.call_json("relation-ids", &["--format=json", "--", endpoint.name()])
     }
 
@@ -289,5 +311,44 @@ impl HookTools for ProcessTools {
             None,
         )
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_hook_of(relation: Option<(&str, &str)>) -> ProcessTools {
+        ProcessTools {
+            timeout: HOOK_TOOL_TIMEOUT,
+            current: relation.map(|(e, id)| (e.to_string(), id.to_string())),
+        }
+    }
+
+    #[test]
+    fn the_peer_relation_of_a_peer_relation_hook_comes_from_the_environment() {
+        let tools = in_hook_of(Some(("fleet", "fleet:3")));
+        assert_eq!(
+            tools.peer_relation_of_this_hook(Endpoint::Fleet),
+            Some("fleet:3".to_string())
+        );
+        // Not a peer endpoint: cos-agent may have several relations; relation-ids is asked.
+        assert_eq!(tools.peer_relation_of_this_hook(Endpoint::CosAgent), None);
+        let cos = in_hook_of(Some(("cos-agent", "cos-agent:4")));
+        assert_eq!(cos.peer_relation_of_this_hook(Endpoint::CosAgent), None);
+        assert_eq!(cos.peer_relation_of_this_hook(Endpoint::Fleet), None);
+        // Not a relation hook, or an id that is not the endpoint's: asked.
+        assert_eq!(
+            in_hook_of(None).peer_relation_of_this_hook(Endpoint::Fleet),
+            None
+        );
+        for odd in ["cos-agent:1", "fleet", "fleet:", "fleet:x", "fleetx:1"] {
+            let tools = in_hook_of(Some(("fleet", odd)));
+            assert_eq!(
+                tools.peer_relation_of_this_hook(Endpoint::Fleet),
+                None,
+                "{odd}"
+            );
+        }
     }
 }

@@ -8,7 +8,6 @@
 //! is retried with backoff.
 
 use std::fmt;
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -213,12 +212,8 @@ impl SnapCli {
     /// see the same revision of each channel (docs/snapd-api.md#cohorts).
     pub(crate) fn create_cohort(&self) -> Result<String, SnapCliError> {
         let command = ["create-cohort", SNAP_NAME];
-        let done = process::run(
-            Command::new("snap").args(command),
-            None,
-            Deadline::after(self.timeout),
-        )
-        .map_err(|e| SnapCliError::NotRun(format!("`snap create-cohort {SNAP_NAME}` {e}")))?;
+        let done = process::run("snap", &command, None, Deadline::after(self.timeout))
+            .map_err(|e| SnapCliError::NotRun(format!("`snap create-cohort {SNAP_NAME}` {e}")))?;
         if !done.status.success() {
             return Err(classify(
                 done.status.code(),
@@ -241,15 +236,13 @@ impl SnapCli {
         let deadline = Deadline::after(self.timeout);
         let mut delays = self.retry_delays.iter();
         loop {
-            let done = process::run(Command::new("snap").args(&args), None, deadline).map_err(
-                |e| match e {
-                    RunError::Spawn(e) => SnapCliError::NotRun(format!("cannot run `snap`: {e}")),
-                    RunError::TimedOut => SnapCliError::NotRun(format!(
-                        "`{command}` killed after {}s without finishing",
-                        self.timeout.as_secs()
-                    )),
-                },
-            )?;
+            let done = process::run("snap", &args, None, deadline).map_err(|e| match e {
+                RunError::Spawn(e) => SnapCliError::NotRun(format!("cannot run `snap`: {e}")),
+                RunError::TimedOut => SnapCliError::NotRun(format!(
+                    "`{command}` killed after {}s without finishing",
+                    self.timeout.as_secs()
+                )),
+            })?;
             if done.status.success() {
                 return Ok(());
             }

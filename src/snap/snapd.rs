@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::deadline::Deadline;
+use std::cell::RefCell;
+
 use crate::http::{self, HttpError};
 
 /// Where snapd listens; tests point `SNAPD_SOCKET` elsewhere.
@@ -223,15 +225,16 @@ pub fn decode_snap(status: u16, body: &[u8]) -> Result<Option<Snap>, SnapdError>
 
 /// The client: the socket and the time each request may take.
 pub struct SnapdClient {
-    socket: PathBuf,
     timeout: Duration,
+    /// One connection for the client's requests (a hook makes two: the snap, its port).
+    connection: RefCell<http::UnixClient>,
 }
 
 impl SnapdClient {
     /// A client for the socket at `socket`, each request bounded by `timeout`.
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> SnapdClient {
         SnapdClient {
-            socket: socket.into(),
+            connection: RefCell::new(http::UnixClient::new(socket)),
             timeout,
         }
     }
@@ -245,7 +248,8 @@ impl SnapdClient {
     /// `GET <path>`: the HTTP status and the body.
     pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), SnapdError> {
         let deadline = Deadline::after(self.timeout);
-        match http::get_unix(&self.socket, path, MAX_BODY, deadline) {
+        let answer = self.connection.borrow_mut().get(path, MAX_BODY, deadline);
+        match answer {
             Ok(response) => Ok((response.status, response.body)),
             Err(HttpError::Connect(e)) => Err(SnapdError::Unreachable(e.to_string())),
             Err(HttpError::Timeout) => Err(SnapdError::Timeout(self.timeout)),
