@@ -83,13 +83,13 @@ fn deploy_installs_from_edge_and_goes_active() {
     let install = unit.run_install_hooks().relation_created;
     ok(&install);
     let install_calls = call_lines(&install);
+    // In a peer relation hook the relation id is JUJU_RELATION_ID: no `relation-ids fleet`.
     assert_eq!(
-        install_calls[..6],
+        install_calls[..5],
         [
             "config-get --format=json",
             "opened-ports --format=json",
             "relation-ids --format=json -- cos-agent",
-            "relation-ids --format=json -- fleet",
             "relation-list --format=json -r fleet:0",
             "relation-get --format=json -r fleet:0 --app - microsample",
         ],
