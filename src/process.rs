@@ -204,39 +204,37 @@ fn empty(fd: i32) -> io::Result<()> {
     rewind(fd)
 }
 
-/// What the child wrote into the file `fd`; empties it.
+/// What the child wrote into the file `fd`: the bytes before the file offset, which the
+/// child's descriptor shares (the file is rewound before each child). Nothing is truncated
+/// (a truncation costs more than the read, and frees pages the next child writes again):
+/// bytes past the offset, left by an earlier child that wrote more, are never read, and
+/// the next child overwrites them. Rewinds the file.
 fn take(fd: i32) -> io::Result<Vec<u8>> {
-    // SAFETY: a zeroed stat is a valid out-parameter for fstat(2).
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat(2) on a descriptor this process owns, into a valid struct.
-    check(unsafe { libc::fstat(fd, &mut stat) as _ })?;
-    if stat.st_size == 0 {
-        // Nothing written (stderr, mostly): no truncation, which costs a few µs.
-        rewind(fd)?;
-        return Ok(Vec::new());
-    }
-    let mut data = Vec::with_capacity(usize::try_from(stat.st_size).unwrap_or(0));
-    let mut chunk = [0u8; 4096];
-    loop {
-        let offset = data.len() as libc::off_t;
-        let spare = data.spare_capacity_mut();
-        let in_spare = !spare.is_empty();
-        let (ptr, len) = if in_spare {
-            (spare.as_mut_ptr().cast::<u8>(), spare.len())
-        } else {
-            (chunk.as_mut_ptr(), chunk.len())
-        };
-        // SAFETY: ptr points at len writable bytes for the call's duration.
-        match check(unsafe { libc::pread(fd, ptr.cast(), len, offset) as _ }) {
+    // SAFETY: lseek(2) on a descriptor this process owns.
+    let end = check(unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) as _ })?;
+    let mut data = vec![0u8; usize::try_from(end).unwrap_or(0)];
+    let mut done = 0;
+    while done < data.len() {
+        let rest = &mut data[done..];
+        // SAFETY: rest is a valid, writable buffer for the call's duration.
+        match check(unsafe {
+            libc::pread(
+                fd,
+                rest.as_mut_ptr().cast(),
+                rest.len(),
+                done as libc::off_t,
+            ) as _
+        }) {
             Ok(0) => break,
-            Ok(n) if !in_spare => data.extend_from_slice(&chunk[..n as usize]),
-            // SAFETY: pread initialised the first n bytes of the spare capacity.
-            Ok(n) => unsafe { data.set_len(data.len() + n as usize) },
+            Ok(n) => done += n as usize,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    empty(fd)?;
+    data.truncate(done);
+    if end != 0 {
+        rewind(fd)?;
+    }
     Ok(data)
 }
 

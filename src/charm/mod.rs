@@ -288,7 +288,13 @@ fn claim(
     installed: bool,
 ) -> Result<(), Stop> {
     let upgraded_from_claimless = env.upgrading && *claimed == ClaimState::Free;
-    match host.take_claim(!installed || upgraded_from_claimless)? {
+    // A claim naming this unit stays its own while the unit lives: only a unit whose agent
+    // directory is gone loses it (src/claim.rs), so there is nothing to take again.
+    let taken = match claimed {
+        ClaimState::Mine(claim) => Taken::AlreadyMine(claim.clone()),
+        _ => host.take_claim(!installed || upgraded_from_claimless)?,
+    };
+    match taken {
         Taken::Held { by } => return Err(held_by(&by)),
         Taken::TookOver { from, .. } => log::warn!(
             "took over the claim on {SNAP_NAME} from {from}, which is gone from this machine"
