@@ -468,7 +468,7 @@ pub const CALL_LEGEND: &[(&str, &str)] = &[
     ("relation-ids", "one per endpoint (`cos-agent`, `fleet`): is the unit related; none for `fleet` in a `fleet-relation-*` hook, whose `JUJU_RELATION_ID` is the peer relation"),
     ("relation-list", "the peers on `fleet`, when the peer relation exists"),
     ("is-leader", "only with peers: the leader coordinates channel moves"),
-    ("relation-get", "only with peers: the move (application databag), and each peer's unit databag on the leader, or on a unit a move is not done with"),
+    ("relation-get", "with the peer relation: the move (application databag, read even before any peer joins), and each peer's unit databag on the leader, or on a unit a move is not done with"),
     ("relation-set", "one per databag written: the `cos-agent` unit databag, the unit's `fleet` databag, the leader's `fleet` application databag"),
     ("application-version-set", "the workload version observed, once"),
     ("status-set", "the unit status observed, once (`--application`: the leader's fleet status, with peers)"),
