@@ -754,20 +754,7 @@ impl Unit {
     }
 
     fn record_status(&self, source: &str, status: &str, message: &str) {
-        self.update_juju_state(|s| {
-            s.unit_status = juju_state::Status {
-                status: status.to_string(),
-                message: message.to_string(),
-                data: Map::new(),
-            };
-            s.status_history.push(StatusEntry {
-                application: false,
-                status: status.to_string(),
-                message: message.to_string(),
-                source: source.to_string(),
-                context: String::new(),
-            });
-        });
+        self.update_juju_state(|s| set_unit_status(s, source, "", status, message));
     }
 
     /// Adds a relation `<endpoint>:<number>` with the given remote units.
@@ -959,18 +946,7 @@ impl Unit {
         self.update_juju_state(|s| {
             s.action = None;
             let agent = |s: &mut JujuState, status: &str, message: &str| {
-                s.unit_status = juju_state::Status {
-                    status: status.to_string(),
-                    message: message.to_string(),
-                    data: Map::new(),
-                };
-                s.status_history.push(StatusEntry {
-                    application: false,
-                    status: status.to_string(),
-                    message: message.to_string(),
-                    source: "agent".to_string(),
-                    context: dispatch_path.clone(),
-                });
+                set_unit_status(s, "agent", &dispatch_path, status, message)
             };
             match name {
                 "install" if !s.status_set_ever => {
@@ -1480,6 +1456,29 @@ pub fn ok(run: &HookRun) {
         run.stderr,
         run.calls
     );
+}
+
+/// Sets the unit's workload status in `state` and records it in the history, with the
+/// history's `source` and hook `context`.
+fn set_unit_status(
+    state: &mut JujuState,
+    source: &str,
+    context: &str,
+    status: &str,
+    message: &str,
+) {
+    state.unit_status = juju_state::Status {
+        status: status.to_string(),
+        message: message.to_string(),
+        data: Map::new(),
+    };
+    state.status_history.push(StatusEntry {
+        application: false,
+        status: status.to_string(),
+        message: message.to_string(),
+        source: source.to_string(),
+        context: context.to_string(),
+    });
 }
 
 /// A unit with `port` set to a free port, taken through Juju's deploy sequence

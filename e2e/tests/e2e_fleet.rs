@@ -61,6 +61,15 @@ fn settled(units: usize, seed: u64) -> Fleet {
     fleet
 }
 
+/// `units` units settled on edge, moving to beta: the first unit has refreshed.
+fn mid_move(units: usize, seed: u64) -> Fleet {
+    let mut fleet = settled(units, seed);
+    fleet.config("channel", json!("beta"));
+    let moved = fleet.run_until(200, |f| !f.tracking("latest/beta").is_empty());
+    assert!(moved, "seed {seed}: nobody moved");
+    fleet
+}
+
 /// Fails unless every hook eventually exited 0.
 fn no_hook_gave_up(fleet: &Fleet) {
     assert!(
@@ -296,10 +305,7 @@ fn resume_move_after_a_good_revision_is_published_completes_the_move() {
 #[test]
 fn a_revision_published_mid_move_does_not_split_the_fleet() {
     for seed in seeds() {
-        let mut fleet = settled(4, seed);
-        fleet.config("channel", json!("beta"));
-        let moved = fleet.run_until(200, |f| !f.tracking("latest/beta").is_empty());
-        assert!(moved, "seed {seed}: nobody moved");
+        let mut fleet = mid_move(4, seed);
         fleet.publish("latest/beta", 50, "0+git.newer");
         fleet.run_until_quiescent();
         no_hook_gave_up(&fleet);
@@ -316,10 +322,7 @@ fn a_revision_published_mid_move_does_not_split_the_fleet() {
 #[test]
 fn a_leader_change_mid_move_does_not_stop_it() {
     for seed in seeds() {
-        let mut fleet = settled(4, seed);
-        fleet.config("channel", json!("beta"));
-        let moved = fleet.run_until(200, |f| !f.tracking("latest/beta").is_empty());
-        assert!(moved, "seed {seed}: nobody moved");
+        let mut fleet = mid_move(4, seed);
         // Odd seeds: between hooks; even seeds: while hooks run (the old leader's hook
         // then commits under the new leader).
         if seed % 2 == 1 {
@@ -383,10 +386,7 @@ fn a_unit_added_during_a_halted_move_installs_what_the_fleet_serves() {
 #[test]
 fn a_unit_added_during_a_move_ends_on_the_fleets_revision() {
     for seed in seeds() {
-        let mut fleet = settled(3, seed);
-        fleet.config("channel", json!("beta"));
-        let moved = fleet.run_until(200, |f| !f.tracking("latest/beta").is_empty());
-        assert!(moved, "seed {seed}: nobody moved");
+        let mut fleet = mid_move(3, seed);
         fleet.publish("latest/beta", 50, "0+git.newer");
         // The new unit serves the old channel until its turn, like the others: the
         // invariant holds throughout.
