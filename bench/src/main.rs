@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use launch::Trace;
 use microsample_e2e::juju_unit;
@@ -344,25 +344,7 @@ fn bench(args: &Args) -> Result<bool, String> {
     for round in 0..=args.rounds {
         let measured = round > 0;
         let round_start = Instant::now();
-        let mut rust = Unit::new(
-            &prepared.rust,
-            work.join("rust"),
-            &prepared.fake_juju,
-            |port| {
-                // The workload listens where microsample's install hook puts it; the Rust
-                // charm is deployed with that port (`--config port=<p>`) so it has no
-                // reason to move the service. The ops charm ignores ports.
-                let mut c = Map::new();
-                c.insert("channel".into(), json!("edge"));
-                c.insert("port".into(), json!(port));
-                c
-            },
-        )?;
-        let mut ops = Unit::new(&prepared.ops, work.join("ops"), &prepared.fake_juju, |_| {
-            let mut c = Map::new();
-            c.insert("channel".into(), json!("edge"));
-            c
-        })?;
+        let (mut rust, mut ops) = unit::pair(&prepared, &work)?;
         for step in &steps {
             let (hook, label, relation) = match step {
                 Step::Config(key, value) => {

@@ -17,12 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
-use serde_json::{json, Map};
 
 use crate::launch::Trace;
 use crate::prepare::Prepared;
 use crate::report::median_p95;
-use crate::unit::Unit;
 
 /// How a process was run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -222,22 +220,7 @@ pub fn run(
 ) -> Result<OverheadReport, String> {
     std::fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let perf = find_perf(work);
-    let mut rust = Unit::new(
-        &prepared.rust,
-        work.join("rust"),
-        &prepared.fake_juju,
-        |port| {
-            let mut c = Map::new();
-            c.insert("channel".into(), json!("edge"));
-            c.insert("port".into(), json!(port));
-            c
-        },
-    )?;
-    let mut ops = Unit::new(&prepared.ops, work.join("ops"), &prepared.fake_juju, |_| {
-        let mut c = Map::new();
-        c.insert("channel".into(), json!("edge"));
-        c
-    })?;
+    let (mut rust, mut ops) = crate::unit::pair(prepared, work)?;
     for unit in [&mut rust, &mut ops] {
         unit.deploy().map_err(|e| format!("overhead check: {e}"))?;
     }

@@ -21,8 +21,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use serde_json::{json, Map};
-
 use crate::launch::Trace;
 use crate::prepare::{Paths, Prepared};
 use crate::unit::{CharmSource, Unit, COS_APP, COS_RELATION, COS_UNIT};
@@ -87,12 +85,12 @@ pub fn run(
         }
     }
     let work = std::env::temp_dir().join(format!("charm-bench-profile-{}", std::process::id()));
-    let mut unit = Unit::new(&charm, work.join("rust"), &prepared.fake_juju, |port| {
-        let mut c = Map::new();
-        c.insert("channel".into(), json!("edge"));
-        c.insert("port".into(), json!(port));
-        c
-    })?;
+    let mut unit = Unit::new(
+        &charm,
+        work.join("rust"),
+        &prepared.fake_juju,
+        crate::unit::rust_config,
+    )?;
     unit.deploy().map_err(|e| format!("profile: {e}"))?;
     let cos = juju_unit::relation_vars(COS_RELATION, COS_APP, COS_UNIT);
     unit.relate_cos()?;

@@ -21,6 +21,7 @@ use microsample_e2e::juju_state::{self, JujuState, Relation};
 use microsample_e2e::juju_unit::{self, DispatchEnv, UNIT_NAME};
 
 use crate::launch;
+use crate::prepare::Prepared;
 
 /// Watchdog for one hook.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -490,6 +491,39 @@ pub fn perf_task_clock_ns(csv: &str) -> Option<u64> {
             // The two must agree (to the 10 µs the ms figure is rounded to).
             ((ms * 1e6 - ns as f64).abs() <= 10_000.0).then_some(ns)
         })
+}
+
+/// The Rust charm's config in the bench: `edge`, and the port microsample's install hook
+/// makes the workload listen on, so the charm has no reason to move the service.
+pub fn rust_config(port: u16) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("channel".into(), json!("edge"));
+    c.insert("port".into(), json!(port));
+    c
+}
+
+/// The ops charm's config: `edge` (it ignores ports).
+pub fn ops_config(_port: u16) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("channel".into(), json!("edge"));
+    c
+}
+
+/// A fresh unit of each charm under `work` (`rust/`, `ops/`), not deployed yet.
+pub fn pair(prepared: &Prepared, work: &Path) -> Result<(Unit, Unit), String> {
+    let rust = Unit::new(
+        &prepared.rust,
+        work.join("rust"),
+        &prepared.fake_juju,
+        rust_config,
+    )?;
+    let ops = Unit::new(
+        &prepared.ops,
+        work.join("ops"),
+        &prepared.fake_juju,
+        ops_config,
+    )?;
+    Ok((rust, ops))
 }
 
 #[cfg(test)]

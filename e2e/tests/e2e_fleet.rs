@@ -70,6 +70,25 @@ fn mid_move(units: usize, seed: u64) -> Fleet {
     fleet
 }
 
+/// Runs the fleet until it is quiet and checks the move to beta ended: every hook went
+/// through, all `units` units serve beta on one revision (returned), and the application
+/// says so.
+fn moved_to_beta(fleet: &mut Fleet, units: usize) -> String {
+    fleet.run_until_quiescent();
+    no_hook_gave_up(fleet);
+    let revision = all_on(fleet, "latest/beta", "beta");
+    assert_eq!(
+        fleet.app_status(),
+        status(
+            "active",
+            &format!("Moved to 'beta': {units} of {units} units")
+        ),
+        "seed {}",
+        fleet.seed()
+    );
+    revision
+}
+
 /// Fails unless every hook eventually exited 0.
 fn no_hook_gave_up(fleet: &Fleet) {
     assert!(
@@ -130,16 +149,9 @@ fn a_move_of_four_units_goes_one_unit_at_a_time() {
         let started = Instant::now();
         let mut fleet = settled(4, seed);
         fleet.config("channel", json!("beta"));
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
+        let revision = moved_to_beta(&mut fleet, 4);
         assert!(fleet.max_in_transition() <= 1);
-        let revision = all_on(&fleet, "latest/beta", "beta");
         assert_eq!(revision, "33", "seed {seed}");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 4 of 4 units"),
-            "seed {seed}"
-        );
         // Units waiting for their turn kept serving edge and said how far the move was.
         let leader = fleet.leader().to_string();
         let leader_waits = waiting_counts(&fleet, &leader, 4);
@@ -262,17 +274,7 @@ fn a_broken_revision_halts_the_move_then_rolling_back_and_moving_again_work() {
         // A good revision on beta: the move goes through.
         fleet.publish("latest/beta", BROKEN + 1, "0+git.fixed");
         fleet.config("channel", json!("beta"));
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
-        assert_eq!(
-            all_on(&fleet, "latest/beta", "beta"),
-            (BROKEN + 1).to_string()
-        );
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 4 of 4 units"),
-            "seed {seed}"
-        );
+        assert_eq!(moved_to_beta(&mut fleet, 4), (BROKEN + 1).to_string());
     });
 }
 
@@ -287,16 +289,9 @@ fn resume_move_after_a_good_revision_is_published_completes_the_move() {
         let action = run.action.expect("the action's state");
         assert!(!action.failed, "seed {seed}: {}", action.message);
         assert_eq!(action.results["unit"], "microsample/1");
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
         assert_eq!(
-            all_on(&fleet, "latest/beta", "beta"),
+            moved_to_beta(&mut fleet, 4),
             (BROKEN + 1).to_string(),
-            "seed {seed}"
-        );
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 4 of 4 units"),
             "seed {seed}"
         );
     });
@@ -307,15 +302,9 @@ fn a_revision_published_mid_move_does_not_split_the_fleet() {
     for seed in seeds() {
         let mut fleet = mid_move(4, seed);
         fleet.publish("latest/beta", 50, "0+git.newer");
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
+        let revision = moved_to_beta(&mut fleet, 4);
         // The cohort's revision, on every unit.
-        assert_eq!(all_on(&fleet, "latest/beta", "beta"), "33", "seed {seed}");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 4 of 4 units"),
-            "seed {seed}"
-        );
+        assert_eq!(revision, "33", "seed {seed}");
     }
 }
 
@@ -330,14 +319,7 @@ fn a_leader_change_mid_move_does_not_stop_it() {
         } else {
             fleet.set_leader_mid_batch("microsample/3");
         }
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
-        all_on(&fleet, "latest/beta", "beta");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 4 of 4 units"),
-            "seed {seed}"
-        );
+        moved_to_beta(&mut fleet, 4);
         let by_new_leader = fleet
             .app_statuses()
             .iter()
@@ -472,28 +454,14 @@ fn a_unit_departing_mid_move_does_not_block_it() {
         let given = fleet.run_until(200, |f| done(f, "microsample/1"));
         assert!(given, "seed {seed}: microsample/2 never got the turn");
         fleet.remove_unit("microsample/2");
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
-        all_on(&fleet, "latest/beta", "beta");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 3 of 3 units"),
-            "seed {seed}"
-        );
+        moved_to_beta(&mut fleet, 3);
         // A unit waiting for its turn goes.
         let mut fleet = settled(4, seed);
         fleet.config("channel", json!("beta"));
         let given = fleet.run_until(200, |f| f.app_data().is_some_and(|m| m["target"] == "beta"));
         assert!(given, "seed {seed}: the move never started");
         fleet.remove_unit("microsample/3");
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
-        all_on(&fleet, "latest/beta", "beta");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 3 of 3 units"),
-            "seed {seed}"
-        );
+        moved_to_beta(&mut fleet, 3);
     }
 }
 
@@ -576,14 +544,7 @@ fn a_transient_fault_on_the_turn_holders_machine_is_retried_not_a_halt() {
         }
         // The store comes back; Juju's retry goes through and the move ends.
         fleet.unit("microsample/1").set_store_down(false);
-        fleet.run_until_quiescent();
-        no_hook_gave_up(&fleet);
-        all_on(&fleet, "latest/beta", "beta");
-        assert_eq!(
-            fleet.app_status(),
-            status("active", "Moved to 'beta': 3 of 3 units"),
-            "seed {seed}"
-        );
+        moved_to_beta(&mut fleet, 3);
     }
 }
 
