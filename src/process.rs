@@ -10,13 +10,16 @@
 //!   and the parent does not sleep until that `exec` (each sleep and wake-up costs a
 //!   process about 20 µs of CPU on a VM). The parent keeps the child's stack and arguments
 //!   until it has reaped it, and reaps it on every path;
-//! - its stdin, stdout and stderr are memory files (`memfd_create`), made once per thread
-//!   and emptied after each child, not pipes: the parent is not woken by each write, and
+//! - its stdin, stdout and stderr are memory files (`memfd_create`), kept in a pool per
+//!   thread and emptied after each child, not pipes: the parent is not woken by each write, and
 //!   no input or output is too large (nothing can fill up and deadlock);
 //! - the parent sleeps once, in a blocking `waitpid`, until the child exits or the thread's
 //!   deadline timer interrupts it ([`DeadlineTimer`]); at the deadline the child is killed
 //!   (`SIGKILL`) and reaped. (Without a timer it checks with `waitpid(WNOHANG)` and growing
 //!   pauses.) A pidfd per child would cost the parent more (a file to make and free).
+//!
+//! [`run_all`] starts several children before it reaps the first, each with files of its
+//! own: the parent then sleeps only while the child it reaps next is still running.
 //!
 //! The files are given up after a child that was killed (something it started might still
 //! hold them). The hook tools and `snap` start nothing that outlives them.
@@ -77,10 +80,45 @@ pub(crate) fn run<S: AsRef<OsStr>>(
     stdin: Option<&[u8]>,
     deadline: Deadline,
 ) -> Result<Finished, RunError> {
+    start(program, args, stdin)?.finish(deadline)
+}
+
+/// A child to run: program, arguments and what to feed its stdin (`None`: /dev/null).
+pub(crate) type Command<'a, S> = (&'a str, &'a [S], Option<&'a [u8]>);
+
+/// Runs every `(program, args, stdin)` at once, each as [`run`] does, until `deadline`,
+/// and returns their results in the same order. The parent starts them all, then reaps
+/// them in turn: it sleeps only while the one it reaps next still runs, not once per child
+/// (bench/README.md, "The cost of a child").
+pub(crate) fn run_all<S: AsRef<OsStr>>(
+    commands: &[Command<'_, S>],
+    deadline: Deadline,
+) -> Vec<Result<Finished, RunError>> {
+    let started: Vec<_> = commands
+        .iter()
+        .map(|(program, args, stdin)| start(program, args, *stdin))
+        .collect();
+    started
+        .into_iter()
+        .map(|child| child.and_then(|child| child.finish(deadline)))
+        .collect()
+}
+
+/// A child started with files of its own.
+struct Started {
+    running: Running,
+    files: Files,
+}
+
+fn start<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    stdin: Option<&[u8]>,
+) -> Result<Started, RunError> {
     let exec = Exec::new(program, args).map_err(RunError::Spawn)?;
-    // The files are taken out of the thread's slot for the run and put back only when
+    // The files are taken out of the thread's pool for the run and put back only when
     // nothing but this process can hold them any more.
-    let mut files = match FILES.with(|slot| slot.borrow_mut().take()) {
+    let mut files = match FILES.with(|pool| pool.borrow_mut().pop()) {
         Some(files) => files,
         None => Files::new().map_err(RunError::Spawn)?,
     };
@@ -93,22 +131,28 @@ pub(crate) fn run<S: AsRef<OsStr>>(
         None => files.null.as_raw_fd(),
     };
     let fds = [input, files.out.as_raw_fd(), files.err.as_raw_fd()];
-    let status = Running::start(exec, fds)
-        .map_err(RunError::Spawn)?
-        .wait(deadline)?;
-    let output = (|| {
-        if let Some(input) = &files.input {
-            empty(input.as_raw_fd())?;
-        }
-        Ok((take(files.out.as_raw_fd())?, take(files.err.as_raw_fd())?))
-    })();
-    let (stdout, stderr) = output.map_err(RunError::Spawn)?;
-    FILES.with(|slot| *slot.borrow_mut() = Some(files));
-    Ok(Finished {
-        status: status.map_err(RunError::Spawn)?,
-        stdout,
-        stderr,
-    })
+    let running = Running::start(exec, fds).map_err(RunError::Spawn)?;
+    Ok(Started { running, files })
+}
+
+impl Started {
+    fn finish(self, deadline: Deadline) -> Result<Finished, RunError> {
+        let Started { running, files } = self;
+        let status = running.wait(deadline)?;
+        let output = (|| {
+            if let Some(input) = &files.input {
+                empty(input.as_raw_fd())?;
+            }
+            Ok((take(files.out.as_raw_fd())?, take(files.err.as_raw_fd())?))
+        })();
+        let (stdout, stderr) = output.map_err(RunError::Spawn)?;
+        FILES.with(|pool| pool.borrow_mut().push(files));
+        Ok(Finished {
+            status: status.map_err(RunError::Spawn)?,
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// The child's stdin, stdout and stderr, kept for the next child.
@@ -120,7 +164,7 @@ struct Files {
 }
 
 thread_local! {
-    static FILES: RefCell<Option<Files>> = const { RefCell::new(None) };
+    static FILES: RefCell<Vec<Files>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Files {
@@ -680,6 +724,56 @@ mod tests {
     fn a_child_that_ignores_its_input_is_fine() {
         let out = run("true", NO_ARGS, Some(&vec![b'x'; 1 << 20]), soon()).unwrap();
         assert!(out.status.success());
+    }
+
+    #[test]
+    fn children_run_together_each_with_its_own_files_and_answer_in_order() {
+        let started = Instant::now();
+        let args: [&[&str]; 4] = [
+            &["-c", "sleep 0.3; cat; echo one >&2"],
+            &["-c", "sleep 0.3; cat; exit 4"],
+            &["-c", "sleep 0.3; head -c 200000 /dev/zero"],
+            &["-c", "sleep 0.3; cat"],
+        ];
+        let input = vec![b'y'; 70_000];
+        let commands: Vec<Command<&str>> = vec![
+            ("sh", args[0], Some(b"first")),
+            ("sh", args[1], Some(b"second")),
+            ("sh", args[2], None),
+            ("sh", args[3], Some(&input)),
+        ];
+        let done: Vec<Finished> = run_all(&commands, soon())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        // Together: four sleeps of 0.3 s take about 0.3 s, not 1.2 s.
+        assert!(started.elapsed() < Duration::from_millis(1100));
+        assert_eq!(
+            (done[0].stdout.as_slice(), done[0].stderr_text().as_str()),
+            (b"first".as_slice(), "one")
+        );
+        assert_eq!(done[1].stdout, b"second");
+        assert_eq!(done[1].status.code(), Some(4));
+        assert_eq!(done[2].stdout.len(), 200_000);
+        assert_eq!(done[3].stdout, input);
+        // The files go back to the pool clean: the next children see only their own.
+        let again = run_all(&[("cat", NO_ARGS, Some(b"z".as_slice()))], soon());
+        assert_eq!(again[0].as_ref().unwrap().stdout, b"z");
+    }
+
+    #[test]
+    fn in_a_batch_one_missing_or_late_child_spoils_only_its_own_result() {
+        let started = Instant::now();
+        let commands: Vec<Command<&str>> = vec![
+            ("no-such-program-here", NO_ARGS, None),
+            ("sleep", &["30"], None),
+            ("echo", &["fine"], None),
+        ];
+        let results = run_all(&commands, Deadline::after(Duration::from_millis(300)));
+        assert!(matches!(&results[0], Err(RunError::Spawn(e)) if e.kind() == ErrorKind::NotFound));
+        assert!(matches!(results[1], Err(RunError::TimedOut)));
+        assert_eq!(results[2].as_ref().unwrap().stdout, b"fine\n");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

@@ -432,6 +432,61 @@ fn clone_vm_memfd_timer(
     arm(0);
 }
 
+/// Four children started at once (each its own stack and memfds), then all four reaped:
+/// the parent sleeps while any is still running, not once per child.
+fn clone_vm_batch4(argv: &[String], files: &mut Vec<(i32, i32)>) {
+    while files.len() < 4 {
+        files.push((memfd(), memfd()));
+    }
+    let (_owned, ptrs) = cstrings(argv);
+    let null = dev_null();
+    let mut stacks = Vec::new();
+    let mut args = Vec::new();
+    for f in files.iter() {
+        args.push(CloneArgs {
+            path: ptrs[0],
+            argv: ptrs.as_ptr(),
+            envp: unsafe { environ },
+            fds: [null, f.0, f.1],
+        });
+    }
+    let mut pids = Vec::new();
+    for a in &args {
+        let mut stack = vec![0u8; 16 * 1024];
+        let pid = unsafe {
+            let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(
+                clone_child,
+                top,
+                libc::CLONE_VM | libc::SIGCHLD,
+                a as *const CloneArgs as *mut _,
+            );
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            pid
+        };
+        assert!(pid > 0);
+        pids.push(pid);
+        stacks.push(stack);
+    }
+    for pid in pids {
+        reap(pid);
+    }
+    let mut buf = [0u8; 4096];
+    unsafe {
+        libc::close(null);
+        for (out, err) in files.iter() {
+            for fd in [*out, *err] {
+                libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                libc::ftruncate(fd, 0);
+            }
+        }
+    }
+}
+
 /// `fork` + `execve` (no vfork): the page tables are copied.
 fn fork_exec(argv: &[String]) {
     let (_owned, ptrs) = cstrings(argv);
@@ -501,6 +556,11 @@ fn main() {
     mechanisms.push((
         "clone(CLONE_VM) no vfork, 2 reused memfds, waitpid under a per-thread timer",
         Box::new(move |a: &[String]| clone_vm_memfd_timer(a, &mut reused4, &mut timer)),
+    ));
+    let mut batch = Vec::new();
+    mechanisms.push((
+        "clone(CLONE_VM) batch of 4 (figure is per 4 children), reused memfds, waitpid",
+        Box::new(move |a: &[String]| clone_vm_batch4(a, &mut batch)),
     ));
     mechanisms.push((
         "reference: nanosleep(50 µs), no child",

@@ -10,6 +10,7 @@
 mod chart;
 mod coordination;
 mod launch;
+mod measure;
 mod overhead;
 mod prepare;
 mod profile;
@@ -51,6 +52,8 @@ options:
                       deployed unit related to cos-agent; prints perf report
   --profile-runs N    runs of the hook (default 500)
   --profile-freq HZ   sampling frequency (default 20000)
+  --measure HOOK      instead of the benchmark: own CPU of HOOK, --rounds runs, for each
+  --dispatch PATH     dispatch build given (repeatable; default the packed one)
   -h, --help          this help";
 
 /// The hook neither charm handles.
@@ -63,6 +66,8 @@ struct Args {
     profile: Option<String>,
     profile_runs: usize,
     profile_freq: usize,
+    measure: Option<String>,
+    builds: Vec<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -73,6 +78,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         profile: None,
         profile_runs: 500,
         profile_freq: 20_000,
+        measure: None,
+        builds: Vec::new(),
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -95,6 +102,16 @@ fn parse_args() -> Result<Option<Args>, String> {
                         .ok_or("--profile needs a hook name")?,
                 )
             }
+            "--measure" => {
+                args.measure = Some(
+                    argv.next()
+                        .filter(|h| !h.starts_with('-'))
+                        .ok_or("--measure needs a hook name")?,
+                )
+            }
+            "--dispatch" => args
+                .builds
+                .push(argv.next().ok_or("--dispatch needs a path")?.into()),
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -332,6 +349,15 @@ fn bench(args: &Args) -> Result<bool, String> {
     if let Some(hook) = &args.profile {
         let freq = u32::try_from(args.profile_freq).map_err(|e| e.to_string())?;
         profile::run(&paths, &prepared, hook, args.profile_runs, freq)?;
+        return Ok(true);
+    }
+    if let Some(hook) = &args.measure {
+        let mut builds = args.builds.clone();
+        if builds.is_empty() {
+            let packed = prepared.rust.entries.iter().find(|e| e.0 == "dispatch");
+            builds.extend(packed.map(|e| e.1.clone()));
+        }
+        measure::run(&prepared, hook, UNHANDLED, &builds, args.rounds)?;
         return Ok(true);
     }
     let steps = sequence(args.update_status);

@@ -1494,6 +1494,22 @@ pub fn deployed() -> (Unit, u16) {
     (unit, port)
 }
 
+/// [`call_lines`] cut into consecutive groups of `sizes` (the rest is the last group), each
+/// sorted: the charm starts the reads it needs together and makes its reports together, so
+/// within a group the fakes record them in whichever order the children ran.
+pub fn call_groups(run: &HookRun, sizes: &[usize]) -> Vec<Vec<String>> {
+    let mut lines = call_lines(run).into_iter();
+    let mut groups: Vec<Vec<String>> = sizes
+        .iter()
+        .map(|&n| lines.by_ref().take(n).collect())
+        .collect();
+    groups.push(lines.collect());
+    for group in &mut groups {
+        group.sort();
+    }
+    groups
+}
+
 /// The tool invocations of a run as `tool arg arg ...` lines, without `juju-log`.
 pub fn call_lines(run: &HookRun) -> Vec<String> {
     run.calls

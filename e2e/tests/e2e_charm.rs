@@ -1,7 +1,9 @@
 //! End-to-end: the built `dispatch` run the way the Juju agent runs it, against the strict
 //! fake hook tools and the fake snapd + `snap` CLI + microsample (`microsample_e2e::fakes`).
 
-use microsample_e2e::{call_lines, deployed, free_port, ok, snap_calls, Unit, PEER_RELATION_ID};
+use microsample_e2e::{
+    call_groups, call_lines, deployed, free_port, ok, snap_calls, Unit, PEER_RELATION_ID,
+};
 use serde_json::{json, Value};
 
 fn snap_field(unit: &Unit, field: &str) -> Value {
@@ -19,13 +21,15 @@ fn install_installs_nothing_until_the_peer_relation_is_visible() {
     let install = unit.run_hook("install");
     ok(&install);
     assert_eq!(
-        call_lines(&install),
+        call_groups(&install, &[4]),
         [
-            "config-get --format=json",
-            "opened-ports --format=json",
-            "relation-ids --format=json -- cos-agent",
-            "relation-ids --format=json -- fleet",
-            "status-set waiting -- installing microsample once the peer relation is visible",
+            vec![
+                "config-get --format=json",
+                "opened-ports --format=json",
+                "relation-ids --format=json -- cos-agent",
+                "relation-ids --format=json -- fleet",
+            ],
+            vec!["status-set waiting -- installing microsample once the peer relation is visible"],
         ],
         "reads, then waits: no snap command, no port opened"
     );
@@ -85,13 +89,17 @@ fn deploy_installs_from_edge_and_goes_active() {
     let install_calls = call_lines(&install);
     // In a peer relation hook the relation id is JUJU_RELATION_ID: no `relation-ids fleet`.
     assert_eq!(
-        install_calls[..5],
+        call_groups(&install, &[3, 2])[..2],
         [
-            "config-get --format=json",
-            "opened-ports --format=json",
-            "relation-ids --format=json -- cos-agent",
-            "relation-list --format=json -r fleet:0",
-            "relation-get --format=json -r fleet:0 --app - microsample",
+            vec![
+                "config-get --format=json",
+                "opened-ports --format=json",
+                "relation-ids --format=json -- cos-agent",
+            ],
+            vec![
+                "relation-get --format=json -r fleet:0 --app - microsample",
+                "relation-list --format=json -r fleet:0",
+            ],
         ],
         "observes first, the peer relation included"
     );
@@ -108,8 +116,12 @@ fn deploy_installs_from_edge_and_goes_active() {
         "{install_calls:#?}"
     );
     assert_eq!(
-        install_calls.last().unwrap(),
-        "status-set active -- Ready at 'edge'"
+        install_calls
+            .iter()
+            .rfind(|c| c.starts_with("status-set"))
+            .unwrap(),
+        "status-set active -- Ready at 'edge'",
+        "the last status the hook sets is the truth after the install"
     );
     assert_eq!(snap_field(&unit, "tracking_channel"), "latest/edge");
     assert_eq!(
@@ -401,17 +413,25 @@ fn steady_state_update_status_only_reads_and_reports() {
     let run = unit.run_hook("update-status");
     ok(&run);
     assert_eq!(
-        call_lines(&run),
+        call_groups(&run, &[4, 2]),
         [
-            "config-get --format=json".to_string(),
-            "opened-ports --format=json".to_string(),
-            "relation-ids --format=json -- cos-agent".to_string(),
-            "relation-ids --format=json -- fleet".to_string(),
+            // Read together.
+            vec![
+                "config-get --format=json",
+                "opened-ports --format=json",
+                "relation-ids --format=json -- cos-agent",
+                "relation-ids --format=json -- fleet",
+            ],
             // The peer relation (no peer): its members, and the fleet's move, if any.
-            "relation-list --format=json -r fleet:0".to_string(),
-            "relation-get --format=json -r fleet:0 --app - microsample".to_string(),
-            "application-version-set -- 0+git.57e56f2".to_string(),
-            "status-set active -- Ready at 'edge'".to_string(),
+            vec![
+                "relation-get --format=json -r fleet:0 --app - microsample",
+                "relation-list --format=json -r fleet:0",
+            ],
+            // Reported together.
+            vec![
+                "application-version-set -- 0+git.57e56f2",
+                "status-set active -- Ready at 'edge'",
+            ],
         ],
         "one read per fact, one report per fact: nothing remembered"
     );

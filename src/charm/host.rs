@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::claim::{ClaimDir, ClaimError, ClaimState, Taken, UnitName};
 use crate::deadline::Deadline;
-use crate::juju::{HookTools, PortRange, ProcessTools, Status, ToolError};
+use crate::juju::{HookTools, PortRange, ProcessTools, Query, Status, ToolError, Write};
 use crate::metadata::Endpoint;
 use crate::snap::{PortSetting, Snap, SnapCli, SnapCliError, SnapCommand, SnapdClient, SnapdError};
 use crate::workload::{self, Health, Port};
@@ -120,6 +120,12 @@ pub(crate) struct Real {
 }
 
 impl HookTools for Real {
+    fn read_ahead(&mut self, reads: &[Query<'_>]) {
+        self.tools.read_ahead(reads)
+    }
+    fn write_all(&mut self, writes: &[Write<'_>]) -> Vec<Result<(), ToolError>> {
+        self.tools.write_all(writes)
+    }
     fn config_get(&mut self) -> Result<Map<String, Value>, ToolError> {
         self.tools.config_get()
     }

@@ -27,7 +27,7 @@ pub(crate) use host::Real;
 use crate::claim::{Claim, ClaimError, ClaimState, Taken};
 use crate::cos::{self, Topology};
 use crate::juju::tools::StatusKind;
-use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError};
+use crate::juju::{Dispatch, Hook, HookTools, RelationKind, Status, ToolError, Write};
 use crate::metadata::Endpoint;
 use crate::snap::{SnapCliError, SnapCommand, SnapdError, SNAP_NAME};
 use crate::text::bounded;
@@ -232,6 +232,7 @@ pub(crate) fn handle(host: &mut impl Host, env: &Env, dispatch: &Dispatch) -> Ex
 
 /// Converges the machine on the config and reports what it then observes.
 fn reconcile(host: &mut impl Host, env: &Env) -> Outcome {
+    observe::read_ahead(host);
     let settings = match host.config_get() {
         Ok(settings) => settings,
         Err(e) => return Outcome::stopped(e.into(), None),
@@ -580,29 +581,34 @@ fn report(tools: &mut impl HookTools, outcome: Outcome) -> Exit {
         log::error!("cannot {what}: {e}");
         exit = Exit::Failed;
     };
+    // The reports are independent of one another: made together.
+    let mut writes = Vec::new();
+    let mut what = Vec::new();
     if let Some(version) = &outcome.version {
-        if let Err(e) = tools.application_version_set(version) {
-            failed("set the workload version".into(), e);
-        }
+        writes.push(Write::Version(version));
+        what.push(("set the workload version".to_string(), None));
     }
     for (id, bag, data) in &outcome.relation_data {
-        let written = match bag {
-            Bag::Unit => tools.relation_set(id, data),
-            Bag::App => tools.relation_set_app(id, data),
-        };
-        match written {
-            Ok(()) => log::debug!("published {bag:?} data on {id}"),
-            Err(e) => failed(format!("publish on {id}"), e),
-        }
+        writes.push(Write::Databag {
+            relation_id: id,
+            app: *bag == Bag::App,
+            settings: data,
+        });
+        let published = format!("published {bag:?} data on {id}");
+        what.push((format!("publish on {id}"), Some(published)));
     }
     if let Some(status) = &outcome.app_status {
-        if let Err(e) = tools.app_status_set(status) {
-            failed(format!("set the application status {status}"), e);
-        }
+        writes.push(Write::AppStatus(status));
+        what.push((format!("set the application status {status}"), None));
     }
     if let Some(status) = &outcome.status {
-        if let Err(e) = tools.status_set(status) {
-            failed(format!("set status {status}"), e);
+        writes.push(Write::Status(status));
+        what.push((format!("set status {status}"), None));
+    }
+    for (result, (what, done)) in tools.write_all(&writes).into_iter().zip(what) {
+        match result {
+            Ok(()) => done.into_iter().for_each(|done| log::debug!("{done}")),
+            Err(e) => failed(what, e),
         }
     }
     match outcome.action {

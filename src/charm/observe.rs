@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::fleet::{Fleet, Move, Read};
 use super::host::{Host, Machine};
 use super::Stop;
-use crate::juju::PortRange;
+use crate::juju::{PortRange, Query};
 use crate::metadata::Endpoint;
 use crate::snap::{PortSetting, Snap};
 use crate::workload::{Health, Port, PROBE_TIMEOUT};
@@ -63,6 +63,19 @@ impl HealthBudget {
     }
 }
 
+/// Starts the reads of Juju that every reconciling hook makes, together: the config, the
+/// open ports and the relations of both endpoints (none for the peer endpoint in its own
+/// hooks, whose environment names the relation). A hook that stops at its config or its
+/// claim leaves the other answers unused; every other hook uses them all.
+pub(crate) fn read_ahead(host: &mut impl Host) {
+    host.read_ahead(&[
+        Query::ConfigGet,
+        Query::OpenedPorts,
+        Query::RelationIds(Endpoint::CosAgent),
+        Query::RelationIds(Endpoint::Fleet),
+    ]);
+}
+
 pub(crate) fn juju(host: &mut impl Host) -> Result<JujuView, Stop> {
     Ok(JujuView {
         opened: host.opened_ports()?,
@@ -84,6 +97,14 @@ pub(crate) fn fleet(
     let Some(relation) = host.relation_ids(Endpoint::Fleet)?.into_iter().next() else {
         return Ok(None);
     };
+    host.read_ahead(&[
+        Query::RelationList(&relation),
+        Query::RelationGet {
+            relation_id: &relation,
+            owner: app,
+            app: true,
+        },
+    ]);
     let members = host.relation_list(&relation)?;
     // A unit that sees no peer yet (a new one, before its -joined hooks) still reads the
     // move, so it installs what the fleet converges on.
@@ -101,6 +122,15 @@ pub(crate) fn fleet(
     };
     let mut peers = BTreeMap::new();
     if census {
+        let bags: Vec<Query> = members
+            .iter()
+            .map(|unit| Query::RelationGet {
+                relation_id: &relation,
+                owner: unit,
+                app: false,
+            })
+            .collect();
+        host.read_ahead(&bags);
         for unit in &members {
             let bag = host.relation_get(&relation, unit, false)?;
             peers.insert(unit.clone(), Read::parse(&bag));

@@ -9,4 +9,4 @@ pub(crate) mod tools;
 
 pub(crate) use event::{Dispatch, Hook, RelationKind};
 pub(crate) use ports::PortRange;
-pub(crate) use tools::{HookTools, ProcessTools, Status, ToolError};
+pub(crate) use tools::{HookTools, ProcessTools, Query, Status, ToolError, Write};

@@ -90,8 +90,68 @@ impl fmt::Display for ToolError {
 
 impl std::error::Error for ToolError {}
 
+/// A read of what Juju shows, named for [`HookTools::read_ahead`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Query<'a> {
+    ConfigGet,
+    OpenedPorts,
+    RelationIds(Endpoint),
+    RelationList(&'a str),
+    RelationGet {
+        relation_id: &'a str,
+        owner: &'a str,
+        app: bool,
+    },
+}
+
+/// A report to Juju, for [`HookTools::write_all`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Write<'a> {
+    /// `application-version-set`.
+    Version(&'a str),
+    /// `relation-set`, of the unit's databag or (`app`) the application's.
+    Databag {
+        relation_id: &'a str,
+        app: bool,
+        settings: &'a Map<String, Value>,
+    },
+    /// `status-set --application` (leader only).
+    AppStatus(&'a Status),
+    /// `status-set`.
+    Status(&'a Status),
+}
+
 /// The hook tools this charm uses.
 pub(crate) trait HookTools {
+    /// Makes every write, all at once where the tools are processes, and returns each
+    /// one's result in order. They are independent: Juju applies each as it comes, and the
+    /// relation data only when the hook ends (docs/juju.md#relation-data).
+    fn write_all(&mut self, writes: &[Write<'_>]) -> Vec<Result<(), ToolError>> {
+        writes
+            .iter()
+            .map(|write| match *write {
+                Write::Version(version) => self.application_version_set(version),
+                Write::Databag {
+                    relation_id,
+                    app: false,
+                    settings,
+                } => self.relation_set(relation_id, settings),
+                Write::Databag {
+                    relation_id,
+                    app: true,
+                    settings,
+                } => self.relation_set_app(relation_id, settings),
+                Write::AppStatus(status) => self.app_status_set(status),
+                Write::Status(status) => self.status_set(status),
+            })
+            .collect()
+    }
+    /// Starts `reads`, which this hook makes next, all at once. Each answer is taken by
+    /// the one call below that asks the same, made later in this hook; nothing is kept
+    /// past it. An in-memory Juju answers at once and needs no head start.
+    fn read_ahead(&mut self, reads: &[Query<'_>]) {
+        let _ = reads;
+    }
     /// `config-get --format=json`: every option that has a value.
     fn config_get(&mut self) -> Result<Map<String, Value>, ToolError>;
     fn status_set(&mut self, status: &Status) -> Result<(), ToolError>;
@@ -140,6 +200,12 @@ pub(crate) struct ProcessTools {
     /// This hook's relation as Juju's environment names it (endpoint, id), when the hook is
     /// a relation hook: see [`ProcessTools::relation_ids`].
     current: Option<(String, String)>,
+    /// Answers of [`HookTools::read_ahead`] not yet taken: (tool, arguments, result).
+    ahead: Vec<(
+        &'static str,
+        Vec<String>,
+        Result<process::Finished, process::RunError>,
+    )>,
 }
 
 /// Hook tools answer from the unit agent in milliseconds; this only stops a wedged agent
@@ -152,6 +218,7 @@ impl Default for ProcessTools {
         ProcessTools {
             timeout: HOOK_TOOL_TIMEOUT,
             current: var("JUJU_RELATION").zip(var("JUJU_RELATION_ID")),
+            ahead: Vec::new(),
         }
     }
 }
@@ -173,13 +240,118 @@ impl ProcessTools {
         (endpoint.role() == "peers" && name == endpoint.name() && of_endpoint).then(|| id.clone())
     }
 
-    fn call(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
+    /// The tool and arguments that answer `query`; `None` when this hook's environment
+    /// already does ([`ProcessTools::peer_relation_of_this_hook`]).
+    fn argv(&self, query: Query<'_>) -> Option<(&'static str, Vec<String>)> {
+        let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect();
+        Some(match query {
+            Query::ConfigGet => ("config-get", strings(&["--format=json"])),
+            Query::OpenedPorts => ("opened-ports", strings(&["--format=json"])),
+            Query::RelationIds(endpoint) => {
+                if self.peer_relation_of_this_hook(endpoint).is_some() {
+                    return None;
+                }
+                (
+                    "relation-ids",
+                    strings(&["--format=json", "--", endpoint.name()]),
+                )
+            }
+            Query::RelationList(id) => ("relation-list", strings(&["--format=json", "-r", id])),
+            Query::RelationGet {
+                relation_id,
+                owner,
+                app,
+            } => {
+                let mut args = vec!["--format=json", "-r", relation_id];
+                if app {
+                    args.push("--app");
+                }
+                args.extend(["-", owner]);
+                ("relation-get", strings(&args))
+            }
+        })
+    }
+
+    /// The tool, arguments and stdin of `write`.
+    fn write_argv(write: &Write<'_>) -> (&'static str, Vec<String>, Option<Vec<u8>>) {
+        let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect();
+        match *write {
+            Write::Version(version) => ("application-version-set", strings(&["--", version]), None),
+            Write::Databag {
+                relation_id,
+                app,
+                settings,
+            } => {
+                let mut args = vec!["-r", relation_id];
+                if app {
+                    args.push("--app");
+                }
+                args.extend(["--file", "-"]);
+                // Serialising a map of JSON values cannot fail.
+                let body = serde_json::to_vec(settings).unwrap_or_default();
+                ("relation-set", strings(&args), Some(body))
+            }
+            Write::AppStatus(status) => (
+                "status-set",
+                strings(&["--application", status.kind.as_str(), "--", &status.message]),
+                None,
+            ),
+            Write::Status(status) => (
+                "status-set",
+                strings(&[status.kind.as_str(), "--", &status.message]),
+                None,
+            ),
+        }
+    }
+
+    fn write(&mut self, write: Write<'_>) -> Result<(), ToolError> {
+        let (tool, args, stdin) = Self::write_argv(&write);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.call(tool, &args, stdin.as_deref()).map(drop)
+    }
+
+    /// Answers `query` as JSON.
+    fn ask<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        query: Query<'_>,
+    ) -> Result<T, ToolError> {
+        let Some((tool, args)) = self.argv(query) else {
+            return Ok(T::default());
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.call_json(tool, &args)
+    }
+
+    fn call(
+        &mut self,
+        tool: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ToolError> {
+        let started = match stdin {
+            None => self
+                .ahead
+                .iter()
+                .position(|(t, a, _)| *t == tool && a.iter().eq(args.iter())),
+            Some(_) => None,
+        };
+        let done = match started {
+            Some(i) => self.ahead.swap_remove(i).2,
+            None => process::run(tool, args, stdin, Deadline::after(self.timeout)),
+        };
+        Self::outcome(tool, done)
+    }
+
+    /// A finished tool's stdout, or why it failed (its stderr, else its exit status).
+    fn outcome(
+        tool: &str,
+        done: Result<process::Finished, process::RunError>,
+    ) -> Result<Vec<u8>, ToolError> {
         let error = |detail: String| ToolError {
             tool: tool.to_string(),
             detail,
         };
-        let deadline = Deadline::after(self.timeout);
-        let done = process::run(tool, args, stdin, deadline).map_err(|e| error(e.to_string()))?;
+        let done = done.map_err(|e| error(e.to_string()))?;
         if done.status.success() {
             Ok(done.stdout)
         } else {
@@ -192,15 +364,8 @@ impl ProcessTools {
         }
     }
 
-    /// `relation-set <args>` with `settings` as JSON on stdin (serialising a map of JSON
-    /// values cannot fail).
-    fn set_databag(&self, args: &[&str], settings: &Map<String, Value>) -> Result<(), ToolError> {
-        let body = serde_json::to_vec(settings).unwrap_or_default();
-        self.call("relation-set", args, Some(&body)).map(drop)
-    }
-
     fn call_json<T: serde::de::DeserializeOwned + Default>(
-        &self,
+        &mut self,
         tool: &str,
         args: &[&str],
     ) -> Result<T, ToolError> {
@@ -215,26 +380,33 @@ impl ProcessTools {
 }
 
 impl HookTools for ProcessTools {
+    fn read_ahead(&mut self, reads: &[Query<'_>]) {
+        let argvs: Vec<(&'static str, Vec<String>)> =
+            reads.iter().filter_map(|q| self.argv(*q)).collect();
+        let commands: Vec<process::Command<String>> = argvs
+            .iter()
+            .map(|(t, a)| (*t, a.as_slice(), None))
+            .collect();
+        let results = process::run_all(&commands, Deadline::after(self.timeout));
+        for ((tool, args), result) in argvs.into_iter().zip(results) {
+            self.ahead.push((tool, args, result));
+        }
+    }
+
     fn config_get(&mut self) -> Result<Map<String, Value>, ToolError> {
-        self.call_json("config-get", &["--format=json"])
+        self.ask(Query::ConfigGet)
     }
 
     fn status_set(&mut self, status: &Status) -> Result<(), ToolError> {
-        self.call(
-            "status-set",
-            &[status.kind.as_str(), "--", &status.message],
-            None,
-        )
-        .map(drop)
+        self.write(Write::Status(status))
     }
 
     fn application_version_set(&mut self, version: &str) -> Result<(), ToolError> {
-        self.call("application-version-set", &["--", version], None)
-            .map(drop)
+        self.write(Write::Version(version))
     }
 
     fn opened_ports(&mut self) -> Result<Vec<Result<PortRange, String>>, ToolError> {
-        let items: Vec<String> = self.call_json("opened-ports", &["--format=json"])?;
+        let items: Vec<String> = self.ask(Query::OpenedPorts)?;
         Ok(items
             .into_iter()
             .map(|item| PortRange::parse(&item).ok_or(item))
@@ -263,7 +435,7 @@ impl HookTools for ProcessTools {
         if let Some(id) = self.peer_relation_of_this_hook(endpoint) {
             return Ok(vec![id]);
         }
-        self.call_json("relation-ids", &["--format=json", "--", endpoint.name()])
+        self.ask(Query::RelationIds(endpoint))
     }
 
     fn relation_set(
@@ -271,7 +443,11 @@ impl HookTools for ProcessTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError> {
-        self.set_databag(&["-r", relation_id, "--file", "-"], settings)
+        self.write(Write::Databag {
+            relation_id,
+            app: false,
+            settings,
+        })
     }
 
     fn relation_set_app(
@@ -279,11 +455,15 @@ impl HookTools for ProcessTools {
         relation_id: &str,
         settings: &Map<String, Value>,
     ) -> Result<(), ToolError> {
-        self.set_databag(&["-r", relation_id, "--app", "--file", "-"], settings)
+        self.write(Write::Databag {
+            relation_id,
+            app: true,
+            settings,
+        })
     }
 
     fn relation_list(&mut self, relation_id: &str) -> Result<Vec<String>, ToolError> {
-        self.call_json("relation-list", &["--format=json", "-r", relation_id])
+        self.ask(Query::RelationList(relation_id))
     }
 
     fn relation_get(
@@ -292,12 +472,11 @@ impl HookTools for ProcessTools {
         owner: &str,
         app: bool,
     ) -> Result<Map<String, Value>, ToolError> {
-        let mut args = vec!["--format=json", "-r", relation_id];
-        if app {
-            args.push("--app");
-        }
-        args.extend(["-", owner]);
-        self.call_json("relation-get", &args)
+        self.ask(Query::RelationGet {
+            relation_id,
+            owner,
+            app,
+        })
     }
 
     fn is_leader(&mut self) -> Result<bool, ToolError> {
@@ -305,12 +484,21 @@ impl HookTools for ProcessTools {
     }
 
     fn app_status_set(&mut self, status: &Status) -> Result<(), ToolError> {
-        self.call(
-            "status-set",
-            &["--application", status.kind.as_str(), "--", &status.message],
-            None,
-        )
-        .map(drop)
+        self.write(Write::AppStatus(status))
+    }
+
+    fn write_all(&mut self, writes: &[Write<'_>]) -> Vec<Result<(), ToolError>> {
+        let argvs: Vec<_> = writes.iter().map(Self::write_argv).collect();
+        let commands: Vec<process::Command<String>> = argvs
+            .iter()
+            .map(|(tool, args, stdin)| (*tool, args.as_slice(), stdin.as_deref()))
+            .collect();
+        let results = process::run_all(&commands, Deadline::after(self.timeout));
+        argvs
+            .iter()
+            .zip(results)
+            .map(|((tool, _, _), done)| Self::outcome(tool, done).map(drop))
+            .collect()
     }
 }
 
@@ -322,6 +510,7 @@ mod tests {
         ProcessTools {
             timeout: HOOK_TOOL_TIMEOUT,
             current: relation.map(|(e, id)| (e.to_string(), id.to_string())),
+            ahead: Vec::new(),
         }
     }
 
