@@ -6,11 +6,11 @@
 //! one [`Deadline`] for each request: connect, write and every read. A peer that accepts and
 //! never answers, or drips a byte at a time, costs at most the deadline.
 //!
-//! The TCP probes make one `GET` per connection (`Connection: close`). [`UnixClient`] keeps
-//! its connection open for the next `GET` (HTTP/1.1 keep-alive, which snapd's Go server
-//! allows, docs/snapd-api.md#http): a hook's reads of snapd share one connection. A kept
-//! connection the server closed meanwhile is replaced once, as Go's own client does for a
-//! `GET`.
+//! [`UnixClient`] and [`TcpClient`] keep their connection open for the next `GET` (HTTP/1.1
+//! keep-alive, which snapd's Go server allows, docs/snapd-api.md#http, and so does
+//! microsample's threaded Werkzeug server, docs/snapd-api.md#microsample): a hook's reads of
+//! snapd share one connection, and so do its probes of microsample. A kept connection the
+//! server closed meanwhile is replaced once, as Go's own client does for a `GET`.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -82,25 +82,72 @@ impl Stream for UnixStream {
     }
 }
 
-/// `GET path` on `127.0.0.1:port`.
+/// `GET path` on `127.0.0.1:port`, on a connection of its own.
+#[cfg(test)]
 pub(crate) fn get_tcp(
     port: u16,
     path: &str,
     max_body: usize,
     deadline: Deadline,
 ) -> Result<Response, HttpError> {
+    TcpClient::default().get(port, path, max_body, deadline)
+}
+
+fn connect_tcp(port: u16, deadline: Deadline) -> Result<TcpStream, HttpError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let left = deadline.remaining();
     if left.is_zero() {
         return Err(HttpError::Timeout);
     }
-    let stream = TcpStream::connect_timeout(&addr, left).map_err(|e| match e.kind() {
+    TcpStream::connect_timeout(&addr, left).map_err(|e| match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
         _ => HttpError::Connect(e),
-    })?;
-    exchange(stream, "127.0.0.1", path, max_body, deadline, false)
-        .map(|(response, _)| response)
-        .map_err(|f| f.error)
+    })
+}
+
+/// `GET`s on loopback TCP ports, over one kept connection when the server allows.
+#[derive(Debug, Default)]
+pub(crate) struct TcpClient {
+    idle: Option<(u16, TcpStream)>,
+}
+
+impl TcpClient {
+    /// `GET path` on `127.0.0.1:port`, by `deadline`.
+    pub(crate) fn get(
+        &mut self,
+        port: u16,
+        path: &str,
+        max_body: usize,
+        deadline: Deadline,
+    ) -> Result<Response, HttpError> {
+        let idle = self.idle.take().filter(|(p, _)| *p == port).map(|(_, s)| s);
+        let connect = || connect_tcp(port, deadline);
+        let (response, kept) = get_kept(idle, connect, "127.0.0.1", path, max_body, deadline)?;
+        self.idle = kept.map(|stream| (port, stream));
+        Ok(response)
+    }
+}
+
+/// One `GET` on the `idle` connection, else (none, or the server had closed it) on a new
+/// one from `connect`; returns the connection when it may serve another.
+fn get_kept<S: Stream>(
+    idle: Option<S>,
+    connect: impl FnOnce() -> Result<S, HttpError>,
+    host: &str,
+    path: &str,
+    max_body: usize,
+    deadline: Deadline,
+) -> Result<(Response, Option<S>), HttpError> {
+    if let Some(stream) = idle {
+        match exchange(stream, host, path, max_body, deadline, true) {
+            Ok(done) => return Ok(done),
+            // Closed by the server while idle: nothing of an answer came. Once more on a
+            // new connection.
+            Err(Failure { error, answered }) if !answered && is_closed(&error) => {}
+            Err(Failure { error, .. }) => return Err(error),
+        }
+    }
+    exchange(connect()?, host, path, max_body, deadline, true).map_err(|f| f.error)
 }
 
 /// `GET path` on the Unix socket at `socket`, on a connection of its own.
@@ -136,21 +183,15 @@ impl UnixClient {
         max_body: usize,
         deadline: Deadline,
     ) -> Result<Response, HttpError> {
-        if let Some(stream) = self.idle.take() {
-            match exchange(stream, "localhost", path, max_body, deadline, true) {
-                Ok((response, kept)) => {
-                    self.idle = kept;
-                    return Ok(response);
-                }
-                // Closed by the server while idle: nothing of an answer came. Once more on
-                // a new connection.
-                Err(Failure { error, answered }) if !answered && is_closed(&error) => {}
-                Err(Failure { error, .. }) => return Err(error),
-            }
-        }
-        let stream = connect_unix(&self.socket, deadline)?;
-        let (response, kept) =
-            exchange(stream, "localhost", path, max_body, deadline, true).map_err(|f| f.error)?;
+        let connect = || connect_unix(&self.socket, deadline);
+        let (response, kept) = get_kept(
+            self.idle.take(),
+            connect,
+            "localhost",
+            path,
+            max_body,
+            deadline,
+        )?;
         self.idle = kept;
         Ok(response)
     }
@@ -526,7 +567,8 @@ mod tests {
         let head = server.join().unwrap();
         assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nHost: 127.0.0.1\r\n"), "{head}");
-        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        // The connection may serve the next probe.
+        assert!(!head.contains("Connection:"), "{head}");
     }
 
     #[test]
@@ -636,7 +678,7 @@ mod tests {
     }
 
     /// Reads one request head from `stream` (the client sends no body).
-    fn request_head(stream: &mut UnixStream) -> String {
+    fn request_head(stream: &mut impl Read) -> String {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
@@ -668,6 +710,50 @@ mod tests {
             }
             seen
         })
+    }
+
+    #[test]
+    fn probes_of_one_port_share_a_connection_until_the_server_closes_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            // Werkzeug's threaded server: keeps the connection after an answer with a
+            // length, until the client asks to close; here it closes after two requests.
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut heads = Vec::new();
+                for _ in 0..2 {
+                    let head = request_head(&mut stream);
+                    if head.is_empty() {
+                        break;
+                    }
+                    heads.push(head);
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nOnline")
+                        .unwrap();
+                }
+                seen.push(heads);
+            }
+            seen
+        });
+        let mut client = TcpClient::default();
+        for path in ["/", "/metrics", "/"] {
+            assert_eq!(client.get(port, path, 64, soon()).unwrap().body, b"Online");
+        }
+        drop(client);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[0].len(),
+            2,
+            "two requests on the first connection: {seen:?}"
+        );
+        assert!(
+            seen[0][1].starts_with("GET /metrics HTTP/1.1\r\n"),
+            "{seen:?}"
+        );
+        assert!(!seen[0][0].contains("Connection: close"), "{seen:?}");
+        assert_eq!(seen[1].len(), 1, "the third on a new one: {seen:?}");
     }
 
     #[test]

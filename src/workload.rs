@@ -74,9 +74,9 @@ impl fmt::Display for Health {
     }
 }
 
-/// Probes microsample on `port`.
-pub(crate) fn probe(port: Port, deadline: Deadline) -> Health {
-    let response = match http::get_tcp(port.get(), "/", MAX_ROOT_BODY, deadline) {
+/// Probes microsample on `port` (over `client`'s kept connection, when it has one).
+pub(crate) fn probe(client: &mut http::TcpClient, port: Port, deadline: Deadline) -> Health {
+    let response = match client.get(port.get(), "/", MAX_ROOT_BODY, deadline) {
         Ok(response) => response,
         Err(HttpError::Connect(_)) => return Health::NotListening,
         Err(HttpError::Timeout) => return Health::Silent,
@@ -95,8 +95,8 @@ pub(crate) fn probe(port: Port, deadline: Deadline) -> Health {
 
 /// Whether `GET /metrics` answers Prometheus exposition text (revisions of microsample
 /// built before May 2023 serve no `/metrics`, docs/snapd-api.md#microsample).
-pub(crate) fn serves_metrics(port: Port, deadline: Deadline) -> bool {
-    match http::get_tcp(port.get(), "/metrics", MAX_METRICS_BODY, deadline) {
+pub(crate) fn serves_metrics(client: &mut http::TcpClient, port: Port, deadline: Deadline) -> bool {
+    match client.get(port.get(), "/metrics", MAX_METRICS_BODY, deadline) {
         Ok(response) if response.status == 200 => crate::cos::is_prometheus_text(
             response.content_type.as_deref(),
             &String::from_utf8_lossy(&response.body),
@@ -140,15 +140,18 @@ mod tests {
     #[test]
     fn online_and_other_answers() {
         let port = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nOnline");
-        assert_eq!(probe(port, soon()), Health::Online);
+        assert_eq!(
+            probe(&mut http::TcpClient::default(), port, soon()),
+            Health::Online
+        );
         let port = answer(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(
-            probe(port, soon()),
+            probe(&mut http::TcpClient::default(), port, soon()),
             Health::Wrong(format!("port {port} answered HTTP 500"))
         );
         let port = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
         assert_eq!(
-            probe(port, soon()),
+            probe(&mut http::TcpClient::default(), port, soon()),
             Health::Wrong(format!("port {port} answered 'hello' instead of 'Online'"))
         );
     }
@@ -160,11 +163,17 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        assert_eq!(probe(Port(port), soon()), Health::NotListening);
+        assert_eq!(
+            probe(&mut http::TcpClient::default(), Port(port), soon()),
+            Health::NotListening
+        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = Port(listener.local_addr().unwrap().port());
         let deadline = Deadline::after(Duration::from_millis(200));
-        assert_eq!(probe(port, deadline), Health::Silent);
+        assert_eq!(
+            probe(&mut http::TcpClient::default(), port, deadline),
+            Health::Silent
+        );
         drop(listener);
     }
 }

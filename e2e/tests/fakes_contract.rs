@@ -1290,6 +1290,72 @@ fn workload_serves_on_the_configured_port_and_moves() {
 }
 
 #[test]
+fn workload_keeps_a_connection_like_werkzeugs_threaded_server() {
+    // docs/snapd-api.md#microsample: HTTP/1.1 with keep-alive until the client asks to close.
+    use std::io::{BufRead, BufReader, Read, Write};
+    let unit = Unit::new();
+    assert_ok(&snap(&unit, &["install", "microsample", "--edge"]));
+    let port = unit.snapd_state()["install_port"].as_u64().unwrap() as u16;
+    assert!(wait_for(|| unit.workload_get(port, "/")).is_some());
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut answer = |path: &str, close: bool| -> (String, Vec<String>, String) {
+        let connection = if close { "Connection: close\r\n" } else { "" };
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{connection}\r\n"
+        )
+        .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            headers.push(line.trim().to_string());
+        }
+        let length: usize = headers
+            .iter()
+            .find_map(|h| h.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        (
+            status.trim().to_string(),
+            headers,
+            String::from_utf8(body).unwrap(),
+        )
+    };
+    let (status, headers, body) = answer("/", false);
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "Online")
+    );
+    assert!(
+        !headers.iter().any(|h| h.starts_with("Connection")),
+        "{headers:?}"
+    );
+    let (status, _, body) = answer("/metrics", false);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("microsample_calls_total"), "{body}");
+    let (_, headers, _) = answer("/", true);
+    assert!(
+        headers.contains(&"Connection: close".to_string()),
+        "{headers:?}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(reader.read_to_end(&mut rest).unwrap(), 0, "closed after");
+}
+
+#[test]
 fn workload_fails_when_its_port_is_taken() {
     let unit = Unit::new();
     let taken = free_port();

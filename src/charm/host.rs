@@ -49,6 +49,8 @@ impl<T: HookTools + Machine> Host for T {}
 /// The real machine.
 pub(crate) struct System {
     snapd: SnapdClient,
+    /// microsample's port: a hook's probes share a connection while the service keeps it.
+    workload: crate::http::TcpClient,
     cli: SnapCli,
     claims: ClaimDir,
     me: Result<UnitName, String>,
@@ -58,6 +60,7 @@ impl Default for System {
     fn default() -> Self {
         System {
             snapd: SnapdClient::from_env(),
+            workload: crate::http::TcpClient::default(),
             cli: SnapCli::default(),
             claims: ClaimDir::from_env(ClaimDir::DEFAULT_LOCK_WAIT),
             me: UnitName::from_env().map_err(|e| e.to_string()),
@@ -99,10 +102,10 @@ impl Machine for System {
         self.claims.release(self.me()?).map(drop)
     }
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
-        workload::probe(port, Deadline::after(timeout))
+        workload::probe(&mut self.workload, port, Deadline::after(timeout))
     }
     fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool {
-        workload::serves_metrics(port, Deadline::after(timeout))
+        workload::serves_metrics(&mut self.workload, port, Deadline::after(timeout))
     }
     fn now(&self) -> Instant {
         Instant::now()
