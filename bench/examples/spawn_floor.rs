@@ -312,6 +312,27 @@ extern "C" fn clone_child(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// Starts [`clone_child`] with `args` on `stack` (`clone(CLONE_VM)`, all signals blocked
+/// around it); the caller keeps both until it has reaped the child.
+fn clone_vm(args: &CloneArgs, stack: &mut [u8]) -> libc::pid_t {
+    // SAFETY: the child runs clone_child on its own stack and only makes raw system calls.
+    unsafe {
+        let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            clone_child,
+            top,
+            libc::CLONE_VM | libc::SIGCHLD,
+            args as *const CloneArgs as *mut _,
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        pid
+    }
+}
+
 /// `clone(CLONE_VM)` without `CLONE_VFORK`: the parent does not sleep until the child's
 /// `exec`; it keeps the child's stack and arguments until it has reaped it.
 fn clone_vm_exec(argv: &[String]) {
@@ -330,22 +351,7 @@ fn clone_vm_exec_fds(argv: &[String], fds: [i32; 3], pidfd: bool) {
         fds,
     };
     let mut stack = vec![0u8; 16 * 1024];
-    // SAFETY: the child runs clone_child on its own stack and only makes raw system calls.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
-            clone_child,
-            top,
-            libc::CLONE_VM | libc::SIGCHLD,
-            &args as *const CloneArgs as *mut _,
-        );
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        pid
-    };
+    let pid = clone_vm(&args, &mut stack);
     assert!(pid > 0);
     if pidfd {
         // SAFETY: plain syscalls on our own child.
@@ -453,21 +459,7 @@ fn clone_vm_batch4(argv: &[String], files: &mut Vec<(i32, i32)>) {
     let mut pids = Vec::new();
     for a in &args {
         let mut stack = vec![0u8; 16 * 1024];
-        let pid = unsafe {
-            let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let pid = libc::clone(
-                clone_child,
-                top,
-                libc::CLONE_VM | libc::SIGCHLD,
-                a as *const CloneArgs as *mut _,
-            );
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            pid
-        };
+        let pid = clone_vm(a, &mut stack);
         assert!(pid > 0);
         pids.push(pid);
         stacks.push(stack);
