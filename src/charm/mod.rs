@@ -583,32 +583,39 @@ fn report(tools: &mut impl HookTools, outcome: Outcome) -> Exit {
     };
     // The reports are independent of one another: made together.
     let mut writes = Vec::new();
-    let mut what = Vec::new();
-    if let Some(version) = &outcome.version {
-        writes.push(Write::Version(version));
-        what.push(("set the workload version".to_string(), None));
-    }
-    for (id, bag, data) in &outcome.relation_data {
-        writes.push(Write::Databag {
-            relation_id: id,
-            app: *bag == Bag::App,
-            settings: data,
-        });
-        let published = format!("published {bag:?} data on {id}");
-        what.push((format!("publish on {id}"), Some(published)));
-    }
-    if let Some(status) = &outcome.app_status {
-        writes.push(Write::AppStatus(status));
-        what.push((format!("set the application status {status}"), None));
-    }
-    if let Some(status) = &outcome.status {
-        writes.push(Write::Status(status));
-        what.push((format!("set status {status}"), None));
-    }
-    for (result, (what, done)) in tools.write_all(&writes).into_iter().zip(what) {
-        match result {
-            Ok(()) => done.into_iter().for_each(|done| log::debug!("{done}")),
-            Err(e) => failed(what, e),
+    writes.extend(outcome.version.as_deref().map(Write::Version));
+    writes.extend(
+        outcome
+            .relation_data
+            .iter()
+            .map(|(id, bag, data)| Write::Databag {
+                relation_id: id,
+                app: *bag == Bag::App,
+                settings: data,
+            }),
+    );
+    writes.extend(outcome.app_status.as_ref().map(Write::AppStatus));
+    writes.extend(outcome.status.as_ref().map(Write::Status));
+    for (write, result) in writes.iter().zip(tools.write_all(&writes)) {
+        match (write, result) {
+            (
+                Write::Databag {
+                    relation_id, app, ..
+                },
+                Ok(()),
+            ) => {
+                let bag = if *app { Bag::App } else { Bag::Unit };
+                log::debug!("published {bag:?} data on {relation_id}");
+            }
+            (_, Ok(())) => {}
+            (Write::Version(_), Err(e)) => failed("set the workload version".into(), e),
+            (Write::Databag { relation_id, .. }, Err(e)) => {
+                failed(format!("publish on {relation_id}"), e)
+            }
+            (Write::AppStatus(status), Err(e)) => {
+                failed(format!("set the application status {status}"), e)
+            }
+            (Write::Status(status), Err(e)) => failed(format!("set status {status}"), e),
         }
     }
     match outcome.action {
