@@ -11,20 +11,23 @@
 //!   process about 20 µs of CPU on a VM). The parent keeps the child's stack and arguments
 //!   until it has reaped it, and reaps it on every path;
 //! - its stdin, stdout and stderr are memory files (`memfd_create`), kept in a pool per
-//!   thread and emptied after each child, not pipes: the parent is not woken by each write, and
-//!   no input or output is too large (nothing can fill up and deadlock);
+//!   thread with its stack and emptied after each child, not pipes: the parent is not woken
+//!   by each write, and no input or output is too large (nothing can fill up and deadlock).
+//!   A child without input reads the thread's one `/dev/null`. Reusing the stacks keeps the
+//!   parent from touching (and faulting in) a fresh page of heap per child;
 //! - the parent sleeps once, in a blocking `waitpid`, until the child exits or the thread's
 //!   deadline timer interrupts it ([`DeadlineTimer`]); at the deadline the child is killed
 //!   (`SIGKILL`) and reaped. (Without a timer it checks with `waitpid(WNOHANG)` and growing
 //!   pauses.) A pidfd per child would cost the parent more (a file to make and free).
 //!
 //! [`run_all`] starts several children before it reaps the first, each with files of its
-//! own: the parent then sleeps only while the child it reaps next is still running.
+//! own: the parent then sleeps only while the child it reaps next is still running. They
+//! share one deadline, so the timer is armed once for the batch ([`BatchTimer`]).
 //!
 //! The files are given up after a child that was killed (something it started might still
 //! hold them). The hook tools and `snap` start nothing that outlives them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CString, OsStr};
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -89,7 +92,8 @@ pub(crate) type Command<'a, S> = (&'a str, &'a [S], Option<&'a [u8]>);
 /// Runs every `(program, args, stdin)` at once, each as [`run`] does, until `deadline`,
 /// and returns their results in the same order. The parent starts them all, then reaps
 /// them in turn: it sleeps only while the one it reaps next still runs, not once per child
-/// (bench/README.md, "The cost of a child").
+/// (bench/README.md, "The cost of a child"). They share one deadline, so the thread's
+/// timer is armed once for all of them.
 pub(crate) fn run_all<S: AsRef<OsStr>>(
     commands: &[Command<'_, S>],
     deadline: Deadline,
@@ -98,6 +102,7 @@ pub(crate) fn run_all<S: AsRef<OsStr>>(
         .iter()
         .map(|(program, args, stdin)| start(program, args, *stdin))
         .collect();
+    let _armed = (started.len() > 1).then(|| BatchTimer::arm(deadline));
     started
         .into_iter()
         .map(|child| child.and_then(|child| child.finish(deadline)))
@@ -118,7 +123,17 @@ fn start<S: AsRef<OsStr>>(
     let exec = Exec::new(program, args).map_err(RunError::Spawn)?;
     // The files are taken out of the thread's pool for the run and put back only when
     // nothing but this process can hold them any more.
-    let mut files = match FILES.with(|pool| pool.borrow_mut().pop()) {
+    let (files, null) = FILES
+        .with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let null = match &pool.null {
+                Some(null) => null.as_raw_fd(),
+                None => pool.null.insert(dev_null()?).as_raw_fd(),
+            };
+            Ok((pool.free.pop(), null))
+        })
+        .map_err(RunError::Spawn)?;
+    let mut files = match files {
         Some(files) => files,
         None => Files::new().map_err(RunError::Spawn)?,
     };
@@ -128,10 +143,11 @@ fn start<S: AsRef<OsStr>>(
             write_all_at(fd, data).map_err(RunError::Spawn)?;
             fd
         }
-        None => files.null.as_raw_fd(),
+        None => null,
     };
     let fds = [input, files.out.as_raw_fd(), files.err.as_raw_fd()];
-    let running = Running::start(exec, fds).map_err(RunError::Spawn)?;
+    let running = Running::start(exec, fds, &mut files.stack).map_err(RunError::Spawn)?;
+    // Dropped in this order: the child is reaped before its stack can go.
     Ok(Started { running, files })
 }
 
@@ -146,7 +162,7 @@ impl Started {
             Ok((take(files.out.as_raw_fd())?, take(files.err.as_raw_fd())?))
         })();
         let (stdout, stderr) = output.map_err(RunError::Spawn)?;
-        FILES.with(|pool| pool.borrow_mut().push(files));
+        FILES.with(|pool| pool.borrow_mut().free.push(files));
         Ok(Finished {
             status: status.map_err(RunError::Spawn)?,
             stdout,
@@ -155,29 +171,39 @@ impl Started {
     }
 }
 
-/// The child's stdin, stdout and stderr, kept for the next child.
+/// The child's stdin, stdout and stderr, and the stack it runs on until its `exec`, kept
+/// for the next child.
 struct Files {
-    null: OwnedFd,
     input: Option<OwnedFd>,
     out: OwnedFd,
     err: OwnedFd,
+    /// Not zeroed (it is only ever written by the child): the memory, not its content.
+    stack: Vec<u8>,
+}
+
+/// The thread's files: `/dev/null`, opened once, and the [`Files`] of no running child.
+#[derive(Default)]
+struct Pool {
+    null: Option<OwnedFd>,
+    free: Vec<Files>,
 }
 
 thread_local! {
-    static FILES: RefCell<Vec<Files>> = const { RefCell::new(Vec::new()) };
+    static FILES: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+fn dev_null() -> io::Result<OwnedFd> {
+    // SAFETY: open(2) of a constant path; the descriptor is owned from here on.
+    above_stdio(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
 }
 
 impl Files {
     fn new() -> io::Result<Files> {
-        // SAFETY: open(2) of a constant path; the descriptor is owned from here on.
-        let null = above_stdio(unsafe {
-            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
-        })?;
         Ok(Files {
-            null,
             input: None,
             out: memfd()?,
             err: memfd()?,
+            stack: Vec::with_capacity(CHILD_STACK),
         })
     }
 
@@ -355,21 +381,22 @@ impl Exec {
 const CHILD_STACK: usize = 16 * 1024;
 
 /// A started child; reaped at the latest when dropped (killed first if still running), so
-/// its stack and arguments, dropped after, outlive its use of them.
+/// its arguments, dropped after, outlive its use of them; so does its stack, which its
+/// owner drops after this.
 struct Running {
     pid: libc::pid_t,
     reaped: bool,
     exec: Box<Exec>,
-    _stack: Vec<u8>,
 }
 
 impl Running {
-    fn start(mut exec: Box<Exec>, fds: [i32; 3]) -> io::Result<Running> {
+    fn start(mut exec: Box<Exec>, fds: [i32; 3], stack: &mut Vec<u8>) -> io::Result<Running> {
         exec.fds = fds;
-        // Not zeroed (it is only ever written by the child): the memory, not its content.
-        let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
+        debug_assert!(stack.capacity() >= CHILD_STACK);
         // SAFETY: the end of the stack buffer's capacity, aligned down to 16 bytes as the
-        // ABI wants; only the child uses it, through this raw pointer.
+        // ABI wants; only the child uses it, through this raw pointer, and the buffer is
+        // neither moved nor freed before the child is reaped (its owner drops it after
+        // this Running).
         let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
         let top = (top as usize & !15) as *mut libc::c_void;
         let arg = std::ptr::from_ref::<Exec>(&exec).cast_mut().cast();
@@ -394,7 +421,6 @@ impl Running {
             pid,
             reaped: false,
             exec,
-            _stack: stack,
         })
     }
 
@@ -408,39 +434,42 @@ impl Running {
         })
     }
 
-    /// A blocking `waitpid`, interrupted at the deadline by the thread's timer.
+    /// A blocking `waitpid`, interrupted at the deadline by the thread's timer (armed
+    /// here, unless a [`BatchTimer`] holds it armed for this deadline).
     fn wait_exit(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
-        let timer = TIMER.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            if slot.is_none() {
-                *slot = DeadlineTimer::new();
-            }
-            slot.as_ref().map(|t| TimerRef(t.0))
-        });
-        let Some(timer) = timer else {
+        if ARMED_FOR.get() == Some(deadline) {
+            return self.wait_blocking(deadline);
+        }
+        let Some(timer) = thread_timer() else {
             return self.wait_polling(deadline);
         };
         if !timer.arm(deadline.remaining()) {
             return self.wait_polling(deadline);
         }
-        let result = loop {
+        let result = self.wait_blocking(deadline);
+        timer.disarm();
+        result
+    }
+
+    /// `waitpid` until the child exits or, once `deadline` has passed, the timer's signal
+    /// interrupts it.
+    fn wait_blocking(&mut self, deadline: Deadline) -> Result<ExitStatus, RunError> {
+        loop {
             let mut status = 0;
             // SAFETY: waitpid(2) of this process's own child into a valid int.
             let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
             if rc == self.pid {
                 self.reaped = true;
-                break Ok(ExitStatus::from_raw(status));
+                return Ok(ExitStatus::from_raw(status));
             }
             let e = io::Error::last_os_error();
             if e.kind() != ErrorKind::Interrupted {
-                break Err(RunError::Spawn(e));
+                return Err(RunError::Spawn(e));
             }
             if deadline.passed() {
-                break Err(RunError::TimedOut); // killed and reaped by drop
+                return Err(RunError::TimedOut); // killed and reaped by drop
             }
-        };
-        timer.disarm();
-        result
+        }
     }
 
     /// Without a timer: `waitpid(WNOHANG)` and growing pauses until the deadline.
@@ -513,6 +542,42 @@ struct TimerRef(libc::timer_t);
 
 thread_local! {
     static TIMER: RefCell<Option<DeadlineTimer>> = const { RefCell::new(None) };
+    /// The deadline a [`BatchTimer`] holds the thread's timer armed for.
+    static ARMED_FOR: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// The thread's timer, made on first use; `None` when it cannot be had.
+fn thread_timer() -> Option<TimerRef> {
+    TIMER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = DeadlineTimer::new();
+        }
+        slot.as_ref().map(|t| TimerRef(t.0))
+    })
+}
+
+/// Holds the thread's timer armed for one deadline while a batch of children is reaped,
+/// and disarms it when dropped: one arming for the batch, not one per child.
+struct BatchTimer(Option<TimerRef>);
+
+impl BatchTimer {
+    fn arm(deadline: Deadline) -> BatchTimer {
+        let timer = thread_timer().filter(|t| t.arm(deadline.remaining()));
+        if timer.is_some() {
+            ARMED_FOR.set(Some(deadline));
+        }
+        BatchTimer(timer)
+    }
+}
+
+impl Drop for BatchTimer {
+    fn drop(&mut self) {
+        if let Some(timer) = self.0 {
+            ARMED_FOR.set(None);
+            timer.disarm();
+        }
+    }
 }
 
 impl Drop for DeadlineTimer {
@@ -768,12 +833,22 @@ mod tests {
             ("no-such-program-here", NO_ARGS, None),
             ("sleep", &["30"], None),
             ("echo", &["fine"], None),
+            ("sleep", &["30"], None),
         ];
         let results = run_all(&commands, Deadline::after(Duration::from_millis(300)));
         assert!(matches!(&results[0], Err(RunError::Spawn(e)) if e.kind() == ErrorKind::NotFound));
         assert!(matches!(results[1], Err(RunError::TimedOut)));
         assert_eq!(results[2].as_ref().unwrap().stdout, b"fine\n");
+        // Reaped after the shared deadline had passed: still killed, not waited for.
+        assert!(matches!(results[3], Err(RunError::TimedOut)));
         assert!(started.elapsed() < Duration::from_secs(10));
+        // The batch's timer is disarmed: nothing interrupts the thread later.
+        assert_eq!(ARMED_FOR.get(), None);
+        let timer = thread_timer().unwrap();
+        // SAFETY: timer_gettime(2) of the thread's timer into a zeroed itimerspec.
+        let mut left: libc::itimerspec = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::timer_gettime(timer.0, &mut left) }, 0);
+        assert_eq!((left.it_value.tv_sec, left.it_value.tv_nsec), (0, 0));
     }
 
     /// A child that would sleep 30 s is killed at a 200 ms deadline, well before.
@@ -869,16 +944,17 @@ mod tests {
     #[test]
     fn without_a_timer_the_deadline_is_kept_by_polling() {
         let exec = Exec::new("sleep", &["30"]).unwrap();
-        let null = Files::new().unwrap();
-        let fd = null.null.as_raw_fd();
-        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        let null = dev_null().unwrap();
+        let fd = null.as_raw_fd();
+        let mut files = Files::new().unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd], &mut files.stack).unwrap();
         let err = running
             .wait_polling(Deadline::after(Duration::from_millis(200)))
             .unwrap_err();
         assert!(matches!(err, RunError::TimedOut));
         drop(running); // kills and reaps
         let exec = Exec::new("true", NO_ARGS).unwrap();
-        let mut running = Running::start(exec, [fd, fd, fd]).unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd], &mut files.stack).unwrap();
         assert!(running.wait_polling(soon()).unwrap().success());
     }
 

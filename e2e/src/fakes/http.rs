@@ -293,11 +293,56 @@ impl Response {
     }
 }
 
+/// Go's buffer between a connection's responses and its socket (`conn.bufw`, 4 KiB).
+pub const CONN_BUFFER: usize = 4 << 10;
+
+/// Go's `bufio.Writer` of [`CONN_BUFFER`] bytes over the socket: what a response writes
+/// reaches the socket when the buffer is full (a large write into an empty buffer goes
+/// straight through) and when the request is finished (`finishRequest` flushes it). So a
+/// response of up to 4 KiB leaves in one write, as one segment (docs/snapd-api.md#http).
+struct ConnBuffer<'a, W: Write> {
+    socket: &'a mut W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> ConnBuffer<'_, W> {
+    fn write(&mut self, mut p: &[u8]) -> io::Result<()> {
+        while p.len() > CONN_BUFFER - self.buf.len() {
+            if self.buf.is_empty() {
+                return self.socket.write_all(p);
+            }
+            let n = CONN_BUFFER - self.buf.len();
+            self.buf.extend_from_slice(&p[..n]);
+            self.flush()?;
+            p = &p[n..];
+        }
+        self.buf.extend_from_slice(p);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.socket.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.socket.flush()
+    }
+}
+
 /// Writes a response like Go's `net/http` server does for a handler that writes its
 /// whole body at once without setting Content-Length: `Content-Length` if the body fits
 /// in 2048 bytes, else `Transfer-Encoding: chunked` (HTTP/1.1) or a close-delimited body
-/// (HTTP/1.0). Returns whether the connection may be kept open.
-pub fn write_response<W: Write>(w: &mut W, req: &Request, resp: &Response) -> io::Result<bool> {
+/// (HTTP/1.0), through the connection's 4 KiB buffer. Returns whether the connection may
+/// be kept open.
+pub fn write_response<W: Write>(
+    socket: &mut W,
+    req: &Request,
+    resp: &Response,
+) -> io::Result<bool> {
+    let mut w = ConnBuffer {
+        socket,
+        buf: Vec::with_capacity(CONN_BUFFER),
+    };
     let keep_alive = req.keep_alive();
     let proto = match req.version {
         Version::Http11 => "HTTP/1.1",
@@ -323,16 +368,16 @@ pub fn write_response<W: Write>(w: &mut W, req: &Request, resp: &Response) -> io
         head.push_str("Transfer-Encoding: chunked\r\n");
     }
     head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
+    w.write(head.as_bytes())?;
     if chunked {
         // snapd writes the marshalled body with one Write, which Go's chunkWriter sends
         // as one chunk (snapd 2.57.6: `398f\r\n` + 14735 bytes for /v2/interfaces).
-        w.write_all(format!("{:x}\r\n", resp.body.len()).as_bytes())?;
-        w.write_all(&resp.body)?;
-        w.write_all(b"\r\n")?;
-        w.write_all(b"0\r\n\r\n")?;
+        w.write(format!("{:x}\r\n", resp.body.len()).as_bytes())?;
+        w.write(&resp.body)?;
+        w.write(b"\r\n")?;
+        w.write(b"0\r\n\r\n")?;
     } else if req.method != "HEAD" {
-        w.write_all(&resp.body)?;
+        w.write(&resp.body)?;
     }
     w.flush()?;
     Ok(keep)
@@ -610,4 +655,55 @@ pub fn http_date(t: SystemTime) -> String {
         c.minute,
         c.second
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of each `write` the socket saw.
+    #[derive(Default)]
+    struct Socket(Vec<Vec<u8>>);
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writes_of(body_len: usize) -> Vec<Vec<u8>> {
+        let mut request = &b"GET /v2/snaps/microsample HTTP/1.1\r\nHost: localhost\r\n\r\n"[..];
+        let req = read_request(&mut request).unwrap();
+        let mut socket = Socket::default();
+        let body = "x".repeat(body_len);
+        assert!(write_response(&mut socket, &req, &Response::json(200, body)).unwrap());
+        socket.0
+    }
+
+    #[test]
+    fn a_response_reaches_the_socket_as_gos_connection_buffer_sends_it() {
+        // Content-Length, head and body in one write.
+        let small = writes_of(CHUNKING_THRESHOLD);
+        assert_eq!(small.len(), 1);
+        let text = String::from_utf8(small[0].clone()).unwrap();
+        assert!(text.contains("Content-Length: 2048\r\n") && text.ends_with(&"x".repeat(2048)));
+        // Chunked, still within 4 KiB: one write, the last chunk included.
+        let chunked = writes_of(3000);
+        assert_eq!(chunked.len(), 1);
+        assert!(chunked[0].ends_with(b"\r\n0\r\n\r\n"));
+        // Larger: the buffer is filled and sent, the rest of the body goes straight
+        // through, the end of the message goes at the flush.
+        let large = writes_of(10_000);
+        let sizes: Vec<usize> = large.iter().map(Vec::len).collect();
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert_eq!(sizes[0], CONN_BUFFER);
+        assert_eq!(large[2], b"\r\n0\r\n\r\n");
+        let all: Vec<u8> = large.concat();
+        let text = String::from_utf8(all).unwrap();
+        assert!(text.contains("Transfer-Encoding: chunked\r\n\r\n2710\r\n"));
+    }
 }
