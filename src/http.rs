@@ -6,11 +6,13 @@
 //! one [`Deadline`] for each request: connect, write and every read. A peer that accepts and
 //! never answers, or drips a byte at a time, costs at most the deadline.
 //!
-//! [`UnixClient`] and [`TcpClient`] keep their connection open for the next `GET` (HTTP/1.1
-//! keep-alive, which snapd's Go server allows, docs/snapd-api.md#http, and so does
-//! microsample's threaded Werkzeug server, docs/snapd-api.md#microsample): a hook's reads of
-//! snapd share one connection, and so do its probes of microsample. A kept connection the
-//! server closed meanwhile is replaced once, as Go's own client does for a `GET`.
+//! [`UnixClient`] and [`TcpClient`] keep their connection open for the next `GET` when the
+//! answer allows it (HTTP/1.1 keep-alive, which snapd's Go server allows,
+//! docs/snapd-api.md#http; microsample's Werkzeug closes every connection,
+//! docs/snapd-api.md#microsample): a hook's reads of snapd share one connection, and are
+//! sent together, in one round trip (HTTP/1.1 pipelining, which Go's server answers in
+//! order). A kept connection the server closed meanwhile is replaced once, as Go's own
+//! client does for a `GET`; requests a server leaves unanswered go again on a new one.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -105,6 +107,27 @@ fn connect_tcp(port: u16, deadline: Deadline) -> Result<TcpStream, HttpError> {
     })
 }
 
+/// A `GET` of a series: the path and the largest body accepted.
+pub(crate) type Get<'a> = (&'a str, usize);
+
+/// The answers of a series of `GET`s, in order, up to the first failure.
+#[derive(Debug)]
+pub(crate) struct Answers {
+    pub(crate) responses: Vec<Response>,
+    /// Why the answers stop short, when they do.
+    pub(crate) error: Option<HttpError>,
+}
+
+impl Answers {
+    /// The one answer of a series of one.
+    fn single(mut self) -> Result<Response, HttpError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.responses.remove(0)),
+        }
+    }
+}
+
 /// `GET`s on loopback TCP ports, over one kept connection when the server allows.
 #[derive(Debug, Default)]
 pub(crate) struct TcpClient {
@@ -120,34 +143,84 @@ impl TcpClient {
         max_body: usize,
         deadline: Deadline,
     ) -> Result<Response, HttpError> {
+        self.get_all(port, &[(path, max_body)], deadline, Duration::ZERO)
+            .single()
+    }
+
+    /// Each of `gets` on `127.0.0.1:port`, sent together (see [`get_kept`]): the first
+    /// answer by `deadline`, each later one within `then` of the one before.
+    pub(crate) fn get_all(
+        &mut self,
+        port: u16,
+        gets: &[Get<'_>],
+        deadline: Deadline,
+        then: Duration,
+    ) -> Answers {
         let idle = self.idle.take().filter(|(p, _)| *p == port).map(|(_, s)| s);
-        let connect = || connect_tcp(port, deadline);
-        let (response, kept) = get_kept(idle, connect, "127.0.0.1", path, max_body, deadline)?;
+        let connect = |deadline| connect_tcp(port, deadline);
+        let (answers, kept) = get_kept(idle, connect, "127.0.0.1", gets, deadline, then);
         self.idle = kept.map(|stream| (port, stream));
-        Ok(response)
+        answers
     }
 }
 
-/// One `GET` on the `idle` connection, else (none, or the server had closed it) on a new
-/// one from `connect`; returns the connection when it may serve another.
+/// `gets` on the `idle` connection, else (none, or the server had closed it) on a new one
+/// from `connect`, all sent at once (HTTP/1.1 pipelining: the server answers in order,
+/// docs/snapd-api.md#http): one round trip, not one per `GET`. The first answer is due by
+/// `first`, each later one within `then` of the one before, as if each were sent after
+/// the one before it was in. Those a server leaves unanswered when it ends the connection
+/// (it may, after any answer) are sent again on a new one. Returns the connection when it
+/// may serve another request.
 fn get_kept<S: Stream>(
-    idle: Option<S>,
-    connect: impl FnOnce() -> Result<S, HttpError>,
+    mut idle: Option<S>,
+    connect: impl Fn(Deadline) -> Result<S, HttpError>,
     host: &str,
-    path: &str,
-    max_body: usize,
-    deadline: Deadline,
-) -> Result<(Response, Option<S>), HttpError> {
-    if let Some(stream) = idle {
-        match exchange(stream, host, path, max_body, deadline, true) {
-            Ok(done) => return Ok(done),
+    gets: &[Get<'_>],
+    first: Deadline,
+    then: Duration,
+) -> (Answers, Option<S>) {
+    let mut responses = Vec::with_capacity(gets.len());
+    let mut deadline = first;
+    let stop = |responses, error| {
+        (
+            Answers {
+                responses,
+                error: Some(error),
+            },
+            None,
+        )
+    };
+    loop {
+        let (stream, reused) = match idle.take() {
+            Some(stream) => (stream, true),
+            None => match connect(deadline) {
+                Ok(stream) => (stream, false),
+                Err(error) => return stop(responses, error),
+            },
+        };
+        let (got, end) = exchange(stream, host, &gets[responses.len()..], deadline, then);
+        let progressed = !got.is_empty();
+        responses.extend(got);
+        match end {
+            Ok(kept) if responses.len() == gets.len() => {
+                let answers = Answers {
+                    responses,
+                    error: None,
+                };
+                return (answers, kept);
+            }
+            // Ended by the server after some answers: the rest on a new connection.
+            Ok(_) => deadline = Deadline::after(then),
             // Closed by the server while idle: nothing of an answer came. Once more on a
             // new connection.
-            Err(Failure { error, answered }) if !answered && is_closed(&error) => {}
-            Err(Failure { error, .. }) => return Err(error),
+            Err(Failure { error, answered }) if reused && !progressed && !answered => {
+                if !is_closed(&error) {
+                    return stop(responses, error);
+                }
+            }
+            Err(Failure { error, .. }) => return stop(responses, error),
         }
     }
-    exchange(connect()?, host, path, max_body, deadline, true).map_err(|f| f.error)
 }
 
 /// `GET path` on the Unix socket at `socket`, on a connection of its own.
@@ -183,17 +256,23 @@ impl UnixClient {
         max_body: usize,
         deadline: Deadline,
     ) -> Result<Response, HttpError> {
-        let connect = || connect_unix(&self.socket, deadline);
-        let (response, kept) = get_kept(
-            self.idle.take(),
-            connect,
-            "localhost",
-            path,
-            max_body,
-            deadline,
-        )?;
+        self.get_all(&[(path, max_body)], deadline, Duration::ZERO)
+            .single()
+    }
+
+    /// Each of `gets`, sent together (see [`get_kept`]): the first answer by `deadline`,
+    /// each later one within `then` of the one before.
+    pub(crate) fn get_all(
+        &mut self,
+        gets: &[Get<'_>],
+        deadline: Deadline,
+        then: Duration,
+    ) -> Answers {
+        let connect = |deadline| connect_unix(&self.socket, deadline);
+        let (answers, kept) =
+            get_kept(self.idle.take(), connect, "localhost", gets, deadline, then);
         self.idle = kept;
-        Ok(response)
+        answers
     }
 }
 
@@ -288,41 +367,78 @@ fn connect_unix(socket: &Path, deadline: Deadline) -> Result<UnixStream, HttpErr
     Ok(stream)
 }
 
-/// One `GET`; with `keep`, asks to keep the connection and returns it when the answer
-/// allows another request on it (HTTP/1.1, framed body read to its end, no
-/// `Connection: close`, nothing more sent).
+/// Sends a `GET` of each of `gets` at once, then reads their answers in order: the first
+/// by `first`, each later one within `then` of the one before. Returns the answers read,
+/// then the connection when it may serve another request (HTTP/1.1, framed bodies read to
+/// their end, no `Connection: close`, nothing more sent), `None` when the server ended it
+/// after the answers read, or why the next answer failed.
 fn exchange<S: Stream>(
     mut stream: S,
     host: &str,
-    path: &str,
-    max_body: usize,
-    deadline: Deadline,
-    keep: bool,
-) -> Result<(Response, Option<S>), Failure> {
-    let connection = if keep { "" } else { "Connection: close\r\n" };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\n{connection}\r\n"
-    );
+    gets: &[Get<'_>],
+    first: Deadline,
+    then: Duration,
+) -> (Vec<Response>, Result<Option<S>, Failure>) {
+    let mut request = String::new();
+    for (path, _) in gets {
+        request.push_str(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\n\r\n"
+        ));
+    }
     let unanswered = |error| Failure {
         error,
         answered: false,
     };
-    bound(&stream, deadline).map_err(unanswered)?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| unanswered(io_error(e)))?;
+    let sent =
+        bound(&stream, first).and_then(|()| stream.write_all(request.as_bytes()).map_err(io_error));
+    if let Err(error) = sent {
+        return (Vec::new(), Err(unanswered(error)));
+    }
     let mut reader = Reader {
         stream,
         buf: Vec::with_capacity(4096),
         pos: 0,
         eof: false,
-        deadline,
+        deadline: first,
     };
-    if !reader.more().map_err(unanswered)? {
+    let mut responses = Vec::with_capacity(gets.len());
+    for &(_, max_body) in gets {
+        if !responses.is_empty() {
+            reader.deadline = Deadline::after(then);
+        }
+        match answer(&mut reader, max_body) {
+            Ok((response, reusable)) => {
+                responses.push(response);
+                if !reusable {
+                    return (responses, Ok(None));
+                }
+            }
+            // A server may end a kept connection after any answer without saying so.
+            Err(Failure { error, answered })
+                if !responses.is_empty() && !answered && is_closed(&error) =>
+            {
+                return (responses, Ok(None));
+            }
+            Err(failure) => return (responses, Err(failure)),
+        }
+    }
+    let kept = (reader.pos == reader.buf.len()).then_some(reader.stream);
+    (responses, Ok(kept))
+}
+
+/// Reads one answer from `reader`'s unconsumed bytes on; returns it and whether the
+/// connection may carry another (HTTP/1.1, a framed body, no `Connection: close`).
+fn answer<S: Stream>(reader: &mut Reader<S>, max_body: usize) -> Result<(Response, bool), Failure> {
+    let unanswered = |error| Failure {
+        error,
+        answered: false,
+    };
+    if reader.pos == reader.buf.len() && !reader.more().map_err(unanswered)? {
         return Err(unanswered(HttpError::Malformed(NO_ANSWER.into())));
     }
+    let start = reader.pos;
     let head_end = reader.fill_until(|buf| find(buf, b"\r\n\r\n"), MAX_HEAD)?;
-    let head = String::from_utf8_lossy(&reader.buf[..head_end]).into_owned();
+    let head = String::from_utf8_lossy(&reader.buf[start..head_end]).into_owned();
     reader.pos = head_end + 4;
     let (status, headers) = parse_head(&head)?;
     let header = |name: &str| {
@@ -355,16 +471,12 @@ fn exchange<S: Stream>(
             .any(|token| token.trim().eq_ignore_ascii_case("close"))
     });
     let http11 = head.starts_with("HTTP/1.1 ");
-    let kept = (keep && framed && http11 && !closing && reader.pos == reader.buf.len())
-        .then_some(reader.stream);
-    Ok((
-        Response {
-            status,
-            content_type,
-            body,
-        },
-        kept,
-    ))
+    let response = Response {
+        status,
+        content_type,
+        body,
+    };
+    Ok((response, framed && http11 && !closing))
 }
 
 fn bound<S: Stream>(stream: &S, deadline: Deadline) -> Result<(), HttpError> {
@@ -718,8 +830,8 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            // Werkzeug's threaded server: keeps the connection after an answer with a
-            // length, until the client asks to close; here it closes after two requests.
+            // A server that keeps the connection after an answer with a length (HTTP/1.1
+            // keep-alive); here it closes after two requests.
             for _ in 0..2 {
                 let (mut stream, _) = listener.accept().unwrap();
                 let mut heads = Vec::new();
@@ -805,6 +917,117 @@ mod tests {
         }
         let seen = server.join().unwrap();
         assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_series_goes_out_at_once_and_its_answers_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Both requests are there before the first answer is written.
+            std::thread::sleep(Duration::from_millis(100));
+            let mut waiting = 0;
+            stream.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                waiting += n;
+            }
+            stream.set_nonblocking(false).unwrap();
+            // Both answers in one write, as a Go server may coalesce them.
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+                .unwrap();
+            waiting
+        });
+        let mut client = UnixClient::new(&path);
+        let answers = client.get_all(
+            &[("/one", 64), ("/two", 64)],
+            soon(),
+            Duration::from_secs(5),
+        );
+        assert!(answers.error.is_none(), "{answers:?}");
+        let bodies: Vec<&[u8]> = answers
+            .responses
+            .iter()
+            .map(|r| r.body.as_slice())
+            .collect();
+        assert_eq!(bodies, [b"{}".as_slice(), b"abc".as_slice()]);
+        let sent = server.join().unwrap();
+        let one = "GET /one HTTP/1.1\r\nHost: localhost\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\n\r\n";
+        assert_eq!(sent, 2 * one.len(), "both requests before any answer");
+        assert!(client.idle.is_some(), "kept for the next request");
+    }
+
+    #[test]
+    fn what_a_server_leaves_unanswered_goes_again_on_a_new_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let server = serve_unix(
+            &path,
+            vec![
+                // Answers the first and ends the connection (saying so).
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\na"],
+                // Answers the first and ends the connection without saying so.
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"],
+                vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc"],
+            ],
+        );
+        let mut client = UnixClient::new(&path);
+        let gets = [("/a", 64), ("/b", 64), ("/c", 64)];
+        let answers = client.get_all(&gets, soon(), Duration::from_secs(5));
+        assert!(answers.error.is_none(), "{answers:?}");
+        let bodies: Vec<&[u8]> = answers
+            .responses
+            .iter()
+            .map(|r| r.body.as_slice())
+            .collect();
+        assert_eq!(bodies, [b"a", b"b", b"c"]);
+        let seen = server.join().unwrap();
+        let firsts: Vec<&str> = seen.iter().map(|c| c[0].lines().next().unwrap()).collect();
+        assert_eq!(
+            firsts,
+            ["GET /a HTTP/1.1", "GET /b HTTP/1.1", "GET /c HTTP/1.1"],
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn each_answer_of_a_series_has_its_own_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            request_head(&mut stream);
+            // The first answer takes longer than the later ones' allowance...
+            std::thread::sleep(Duration::from_millis(400));
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+                .unwrap();
+            // ...and the second never comes.
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        let mut client = UnixClient::new(&path);
+        let started = Instant::now();
+        let answers = client.get_all(
+            &[("/a", 64), ("/b", 64)],
+            soon(),
+            Duration::from_millis(200),
+        );
+        assert_eq!(answers.responses.len(), 1, "{answers:?}");
+        assert!(
+            matches!(answers.error, Some(HttpError::Timeout)),
+            "{answers:?}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(550) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+        assert!(client.idle.is_none());
+        server.join().unwrap();
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl fmt::Display for Health {
     }
 }
 
-/// Probes microsample on `port` (over `client`'s kept connection, when it has one).
+/// Probes microsample on `port` (over `client`'s kept connection, when it has one: not
+/// with microsample's Werkzeug, which closes each, docs/snapd-api.md#microsample).
 pub(crate) fn probe(client: &mut http::TcpClient, port: Port, deadline: Deadline) -> Health {
     let response = match client.get(port.get(), "/", MAX_ROOT_BODY, deadline) {
         Ok(response) => response,

@@ -19,6 +19,16 @@ pub(crate) trait Machine {
     fn snap(&mut self) -> Result<Option<Snap>, SnapdError>;
     /// The snap's `port` setting.
     fn port_setting(&mut self) -> Result<PortSetting, SnapdError>;
+    /// The installed snap and, when it is one the charm can manage (installed, not from a
+    /// file), its `port` setting (`Unset` otherwise), read together: the real machine asks
+    /// snapd both in one round trip.
+    fn snap_and_port_setting(&mut self) -> Result<(Option<Snap>, PortSetting), SnapdError> {
+        let snap = self.snap()?;
+        if snap.as_ref().is_none_or(Snap::installed_from_file) {
+            return Ok((snap, PortSetting::Unset));
+        }
+        Ok((snap, self.port_setting()?))
+    }
     /// Runs one `snap` command to completion.
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError>;
     /// `snap create-cohort microsample`: a new cohort key.
@@ -49,7 +59,8 @@ impl<T: HookTools + Machine> Host for T {}
 /// The real machine.
 pub(crate) struct System {
     snapd: SnapdClient,
-    /// microsample's port: a hook's probes share a connection while the service keeps it.
+    /// microsample's port: a hook's probes share a connection if the service keeps it
+    /// (microsample's Werkzeug does not, docs/snapd-api.md#microsample).
     workload: crate::http::TcpClient,
     cli: SnapCli,
     claims: ClaimDir,
@@ -82,6 +93,15 @@ impl Machine for System {
     }
     fn port_setting(&mut self) -> Result<PortSetting, SnapdError> {
         self.snapd.port_setting(crate::snap::SNAP_NAME)
+    }
+    fn snap_and_port_setting(&mut self) -> Result<(Option<Snap>, PortSetting), SnapdError> {
+        // Both asked at once; the setting's answer goes unused when there is no snap to
+        // manage (snapd answers it with an error then).
+        let (snap, port) = self.snapd.snap_and_port_setting(crate::snap::SNAP_NAME)?;
+        if snap.as_ref().is_none_or(Snap::installed_from_file) {
+            return Ok((snap, PortSetting::Unset));
+        }
+        Ok((snap, port?))
     }
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
         self.cli.run(command)
@@ -195,6 +215,9 @@ impl Machine for Real {
     }
     fn port_setting(&mut self) -> Result<PortSetting, SnapdError> {
         self.machine.port_setting()
+    }
+    fn snap_and_port_setting(&mut self) -> Result<(Option<Snap>, PortSetting), SnapdError> {
+        self.machine.snap_and_port_setting()
     }
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
         self.machine.run(command)

@@ -156,17 +156,10 @@ pub(crate) fn machine(
     cos_related: bool,
     budget: &mut HealthBudget,
 ) -> Result<MachineView, Stop> {
-    let snap = host.snap().map_err(Stop::snapd)?;
-    if snap.as_ref().is_none_or(Snap::installed_from_file) {
-        return Ok(MachineView {
-            snap,
-            port_setting: PortSetting::Unset,
-            health: None,
-            metrics: false,
-        });
-    }
-    let port_setting = host.port_setting().map_err(Stop::snapd)?;
-    if port_setting != PortSetting::Port(port.get()) {
+    let (snap, port_setting) = host.snap_and_port_setting().map_err(Stop::snapd)?;
+    if snap.as_ref().is_none_or(Snap::installed_from_file)
+        || port_setting != PortSetting::Port(port.get())
+    {
         return Ok(MachineView {
             snap,
             port_setting,

@@ -249,33 +249,84 @@ impl SnapdClient {
     pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), SnapdError> {
         let deadline = Deadline::after(self.timeout);
         let answer = self.connection.borrow_mut().get(path, MAX_BODY, deadline);
-        match answer {
-            Ok(response) => Ok((response.status, response.body)),
-            Err(HttpError::Connect(e)) => Err(SnapdError::Unreachable(e.to_string())),
-            Err(HttpError::Timeout) => Err(SnapdError::Timeout(self.timeout)),
-            Err(e) => Err(SnapdError::Protocol(e.to_string())),
+        answer
+            .map(|response| (response.status, response.body))
+            .map_err(|e| self.failed(e))
+    }
+
+    fn failed(&self, error: HttpError) -> SnapdError {
+        match error {
+            HttpError::Connect(e) => SnapdError::Unreachable(e.to_string()),
+            HttpError::Timeout => SnapdError::Timeout(self.timeout),
+            e => SnapdError::Protocol(e.to_string()),
         }
     }
 
     /// The installed snap, or `None` when it is not installed.
     pub fn snap(&self, name: &str) -> Result<Option<Snap>, SnapdError> {
-        let (status, body) = self.get(&format!("/v2/snaps/{name}"))?;
+        let (status, body) = self.get(&snap_path(name))?;
         decode_snap(status, &body)
+    }
+
+    /// The installed snap, and its `port` setting asked in the same round trip (both
+    /// requests sent at once, docs/snapd-api.md#http), each request with the client's
+    /// timeout. The outer error is the snap's; the setting's is its own.
+    #[allow(clippy::type_complexity)]
+    pub fn snap_and_port_setting(
+        &self,
+        name: &str,
+    ) -> Result<(Option<Snap>, Result<PortSetting, SnapdError>), SnapdError> {
+        let (snap, conf) = (snap_path(name), conf_path(name));
+        let deadline = Deadline::after(self.timeout);
+        let gets = [(snap.as_str(), MAX_BODY), (conf.as_str(), MAX_BODY)];
+        let answers = self
+            .connection
+            .borrow_mut()
+            .get_all(&gets, deadline, self.timeout);
+        let error = answers.error.map(|e| self.failed(e));
+        let missing = || {
+            error
+                .clone()
+                .unwrap_or_else(|| SnapdError::Protocol("no answer".into()))
+        };
+        let mut responses = answers.responses.into_iter();
+        let snap = match responses.next() {
+            Some(r) => decode_snap(r.status, &r.body)?,
+            None => return Err(missing()),
+        };
+        let port = match responses.next() {
+            Some(r) => port_from(r.status, &r.body),
+            None => Err(missing()),
+        };
+        Ok((snap, port))
     }
 
     /// The snap's `port` setting.
     pub fn port_setting(&self, name: &str) -> Result<PortSetting, SnapdError> {
-        let (status, body) = self.get(&format!("/v2/snaps/{name}/conf?keys=port"))?;
-        match decode(status, &body) {
-            Ok(mut result) => Ok(PortSetting::from_value(
-                result.get_mut("port").map(Value::take),
-            )),
-            // snapd answers 400 option-not-found for a key that was never set.
-            Err(SnapdError::Api {
-                kind: Some(kind), ..
-            }) if kind == "option-not-found" => Ok(PortSetting::Unset),
-            Err(e) => Err(e),
-        }
+        let (status, body) = self.get(&conf_path(name))?;
+        port_from(status, &body)
+    }
+}
+
+fn snap_path(name: &str) -> String {
+    format!("/v2/snaps/{name}")
+}
+
+fn conf_path(name: &str) -> String {
+    format!("/v2/snaps/{name}/conf?keys=port")
+}
+
+/// The `port` setting in snapd's answer to [`conf_path`].
+fn port_from(status: u16, body: &[u8]) -> Result<PortSetting, SnapdError> {
+    match decode(status, body) {
+        Ok(mut result) => Ok(PortSetting::from_value(
+            result.get_mut("port").map(Value::take),
+        )),
+        // snapd answers 400 option-not-found for a key that was never set.
+        Err(SnapdError::Api {
+            kind: Some(kind), ..
+        }) if kind == "option-not-found" => Ok(PortSetting::Unset),
+        Err(e) => Err(e),
     }
 }
 
@@ -485,6 +536,69 @@ mod tests {
         ] {
             assert_eq!(PortSetting::from_value(value.clone()), setting, "{value:?}");
         }
+    }
+
+    #[test]
+    fn the_snap_and_its_port_come_in_one_round_trip_each_with_its_own_error() {
+        let answer = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let port = r#"{"type":"sync","status-code":200,"status":"OK","result":{"port":8081}}"#;
+        // The server reads one request head and writes both answers: the second request
+        // was sent on the same connection without waiting for the first answer.
+        let both = answer(INSTALLED) + &answer(port);
+        let (dir, server) = serve_once(both.into_bytes());
+        let (snap, setting) = client(&dir).snap_and_port_setting("microsample").unwrap();
+        assert_eq!(snap.unwrap().version, "0+git.49ff7aa");
+        assert_eq!(setting, Ok(PortSetting::Port(8081)));
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /v2/snaps/microsample HTTP/1.1\r\n"));
+        // Only the snap is answered before snapd goes away: the snap stands, the setting
+        // fails on its own.
+        let closing = answer(INSTALLED).replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+        let failing = r#"{"type":"error","status-code":500,"status":"Internal Server Error","result":{"message":"boom"}}"#;
+        let failing = format!(
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{failing}",
+            failing.len()
+        );
+        let dir = tempdir_path::Dir::new();
+        let listener = std::os::unix::net::UnixListener::bind(dir.socket()).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut heads = Vec::new();
+            for answer in [closing, failing] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                heads.push(String::from_utf8(head).unwrap());
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+            heads
+        });
+        let (snap, setting) = client(&dir).snap_and_port_setting("microsample").unwrap();
+        assert!(snap.is_some());
+        assert!(
+            matches!(setting, Err(SnapdError::Api { status: 500, .. })),
+            "{setting:?}"
+        );
+        let heads = server.join().unwrap();
+        assert!(
+            heads[1].starts_with("GET /v2/snaps/microsample/conf?keys=port "),
+            "{heads:?}"
+        );
+        // Nothing answers at all: the snap's error.
+        assert!(matches!(
+            client(&dir).snap_and_port_setting("microsample"),
+            Err(SnapdError::Unreachable(_))
+        ));
     }
 
     #[test]
