@@ -11,10 +11,11 @@
 //!   process about 20 µs of CPU on a VM). The parent keeps the child's stack and arguments
 //!   until it has reaped it, and reaps it on every path;
 //! - its stdin, stdout and stderr are memory files (`memfd_create`), kept in a pool per
-//!   thread with its stack and emptied after each child, not pipes: the parent is not woken
+//!   thread with a stack and emptied after each child, not pipes: the parent is not woken
 //!   by each write, and no input or output is too large (nothing can fill up and deadlock).
-//!   A child without input reads the thread's one `/dev/null`. Reusing the stacks keeps the
-//!   parent from touching (and faulting in) a fresh page of heap per child;
+//!   A child without input reads the thread's one `/dev/null`. The stacks lie outside the
+//!   heap ([`Stack`]): the parent never touches them (a child faults in the one page it
+//!   uses), and they do not push the parent's own data onto pages it must fault in;
 //! - the parent sleeps once, in a blocking `waitpid`, until the child exits or the thread's
 //!   deadline timer interrupts it ([`DeadlineTimer`]); at the deadline the child is killed
 //!   (`SIGKILL`) and reaped. (Without a timer it checks with `waitpid(WNOHANG)` and growing
@@ -27,14 +28,14 @@
 //! The files are given up after a child that was killed (something it started might still
 //! hold them). The hook tools and `snap` start nothing that outlives them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::{CString, OsStr};
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::deadline::Deadline;
@@ -146,7 +147,7 @@ fn start<S: AsRef<OsStr>>(
         None => null,
     };
     let fds = [input, files.out.as_raw_fd(), files.err.as_raw_fd()];
-    let running = Running::start(exec, fds, &mut files.stack).map_err(RunError::Spawn)?;
+    let running = Running::start(exec, fds, files.stack.top()).map_err(RunError::Spawn)?;
     // Dropped in this order: the child is reaped before its stack can go.
     Ok(Started { running, files })
 }
@@ -177,8 +178,78 @@ struct Files {
     input: Option<OwnedFd>,
     out: OwnedFd,
     err: OwnedFd,
-    /// Not zeroed (it is only ever written by the child): the memory, not its content.
-    stack: Vec<u8>,
+    stack: Stack,
+}
+
+/// Stacks for children, in this process's zero-initialised data rather than its heap.
+/// Slots are shared by every thread, each held by one [`Stack`] at a time.
+struct ChildStacks {
+    slots: [UnsafeCell<AlignedStack>; STATIC_STACKS],
+    /// Bit `i` set: slot `i` is held.
+    held: AtomicU32,
+}
+
+const STATIC_STACKS: usize = 8;
+
+#[repr(C, align(16))]
+struct AlignedStack([u8; CHILD_STACK]);
+
+// SAFETY: a slot is only used through the one Stack that holds its bit in `held`.
+unsafe impl Sync for ChildStacks {}
+
+static CHILD_STACKS: ChildStacks = ChildStacks {
+    slots: [const { UnsafeCell::new(AlignedStack([0; CHILD_STACK])) }; STATIC_STACKS],
+    held: AtomicU32::new(0),
+};
+
+/// A child's stack: a free slot of [`CHILD_STACKS`], else (more children at once than
+/// slots) memory of the heap.
+enum Stack {
+    Static(usize),
+    Heap(Vec<u8>),
+}
+
+impl Stack {
+    fn new() -> Stack {
+        let mut held = CHILD_STACKS.held.load(Ordering::Relaxed);
+        loop {
+            let free = (!held).trailing_zeros() as usize;
+            if free >= STATIC_STACKS {
+                // Not zeroed (only the child writes it): the memory, not its content.
+                return Stack::Heap(Vec::with_capacity(CHILD_STACK));
+            }
+            match CHILD_STACKS.held.compare_exchange_weak(
+                held,
+                held | (1 << free),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Stack::Static(free),
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// The top of the stack (it grows down), aligned to 16 bytes as the ABI wants.
+    fn top(&mut self) -> *mut libc::c_void {
+        let base = match self {
+            Stack::Static(slot) => CHILD_STACKS.slots[*slot].get().cast::<u8>(),
+            Stack::Heap(memory) => memory.as_mut_ptr(),
+        };
+        // SAFETY: one past the end of the CHILD_STACK bytes of this stack's memory.
+        let top = unsafe { base.add(CHILD_STACK) };
+        (top as usize & !15) as *mut libc::c_void
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Stack::Static(slot) = self {
+            CHILD_STACKS
+                .held
+                .fetch_and(!(1 << *slot), Ordering::Release);
+        }
+    }
 }
 
 /// The thread's files: `/dev/null`, opened once, and the [`Files`] of no running child.
@@ -203,7 +274,7 @@ impl Files {
             input: None,
             out: memfd()?,
             err: memfd()?,
-            stack: Vec::with_capacity(CHILD_STACK),
+            stack: Stack::new(),
         })
     }
 
@@ -390,15 +461,10 @@ struct Running {
 }
 
 impl Running {
-    fn start(mut exec: Box<Exec>, fds: [i32; 3], stack: &mut Vec<u8>) -> io::Result<Running> {
+    /// Starts the child on the stack whose top is `top`, which only the child uses and
+    /// which its owner keeps until this Running is dropped.
+    fn start(mut exec: Box<Exec>, fds: [i32; 3], top: *mut libc::c_void) -> io::Result<Running> {
         exec.fds = fds;
-        debug_assert!(stack.capacity() >= CHILD_STACK);
-        // SAFETY: the end of the stack buffer's capacity, aligned down to 16 bytes as the
-        // ABI wants; only the child uses it, through this raw pointer, and the buffer is
-        // neither moved nor freed before the child is reaped (its owner drops it after
-        // this Running).
-        let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
-        let top = (top as usize & !15) as *mut libc::c_void;
         let arg = std::ptr::from_ref::<Exec>(&exec).cast_mut().cast();
         // SAFETY: all signals are blocked around clone(2) so the child starts with none
         // delivered (it sets its own mask before exec); the child runs `child` on its own
@@ -827,6 +893,24 @@ mod tests {
     }
 
     #[test]
+    fn more_children_at_once_than_static_stacks_run_on_stacks_of_the_heap() {
+        let args: Vec<[String; 2]> = (0..STATIC_STACKS + 4)
+            .map(|i| ["-c".to_string(), format!("echo {i}")])
+            .collect();
+        let commands: Vec<Command<String>> = args.iter().map(|a| ("sh", &a[..], None)).collect();
+        let done = run_all(&commands, soon());
+        for (i, result) in done.iter().enumerate() {
+            assert_eq!(result.as_ref().unwrap().stdout, format!("{i}\n").as_bytes());
+        }
+        // A stack's slot is free again once its holder is gone.
+        let stack = Stack::new();
+        if let Stack::Static(slot) = stack {
+            drop(stack);
+            assert_eq!(CHILD_STACKS.held.load(Ordering::Relaxed) & (1 << slot), 0);
+        }
+    }
+
+    #[test]
     fn in_a_batch_one_missing_or_late_child_spoils_only_its_own_result() {
         let started = Instant::now();
         let commands: Vec<Command<&str>> = vec![
@@ -947,14 +1031,14 @@ mod tests {
         let null = dev_null().unwrap();
         let fd = null.as_raw_fd();
         let mut files = Files::new().unwrap();
-        let mut running = Running::start(exec, [fd, fd, fd], &mut files.stack).unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd], files.stack.top()).unwrap();
         let err = running
             .wait_polling(Deadline::after(Duration::from_millis(200)))
             .unwrap_err();
         assert!(matches!(err, RunError::TimedOut));
         drop(running); // kills and reaps
         let exec = Exec::new("true", NO_ARGS).unwrap();
-        let mut running = Running::start(exec, [fd, fd, fd], &mut files.stack).unwrap();
+        let mut running = Running::start(exec, [fd, fd, fd], files.stack.top()).unwrap();
         assert!(running.wait_polling(soon()).unwrap().success());
     }
 
