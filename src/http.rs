@@ -659,6 +659,21 @@ mod tests {
         (port, server)
     }
 
+    /// A socket path in a directory of its own, removed with the returned guard.
+    fn socket_path() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapd.socket");
+        (dir, path)
+    }
+
+    fn bodies(answers: &Answers) -> Vec<&[u8]> {
+        answers
+            .responses
+            .iter()
+            .map(|r| r.body.as_slice())
+            .collect()
+    }
+
     fn soon() -> Deadline {
         Deadline::after(Duration::from_secs(5))
     }
@@ -776,8 +791,7 @@ mod tests {
 
     #[test]
     fn unix_socket_exchange() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
@@ -870,8 +884,7 @@ mod tests {
 
     #[test]
     fn one_unix_connection_serves_several_requests() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let server = serve_unix(
             &path,
             vec![vec![
@@ -893,8 +906,7 @@ mod tests {
 
     #[test]
     fn a_connection_closed_by_the_server_is_replaced_and_one_it_will_close_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let server = serve_unix(
             &path,
             vec![
@@ -921,8 +933,7 @@ mod tests {
 
     #[test]
     fn a_series_goes_out_at_once_and_its_answers_come_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
@@ -948,11 +959,7 @@ mod tests {
             Duration::from_secs(5),
         );
         assert!(answers.error.is_none(), "{answers:?}");
-        let bodies: Vec<&[u8]> = answers
-            .responses
-            .iter()
-            .map(|r| r.body.as_slice())
-            .collect();
+        let bodies = bodies(&answers);
         assert_eq!(bodies, [b"{}".as_slice(), b"abc".as_slice()]);
         let sent = server.join().unwrap();
         let one = "GET /one HTTP/1.1\r\nHost: localhost\r\nUser-Agent: microsample-charm\r\nAccept: */*\r\n\r\n";
@@ -962,8 +969,7 @@ mod tests {
 
     #[test]
     fn what_a_server_leaves_unanswered_goes_again_on_a_new_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let server = serve_unix(
             &path,
             vec![
@@ -978,11 +984,7 @@ mod tests {
         let gets = [("/a", 64), ("/b", 64), ("/c", 64)];
         let answers = client.get_all(&gets, soon(), Duration::from_secs(5));
         assert!(answers.error.is_none(), "{answers:?}");
-        let bodies: Vec<&[u8]> = answers
-            .responses
-            .iter()
-            .map(|r| r.body.as_slice())
-            .collect();
+        let bodies = bodies(&answers);
         assert_eq!(bodies, [b"a", b"b", b"c"]);
         let seen = server.join().unwrap();
         let firsts: Vec<&str> = seen.iter().map(|c| c[0].lines().next().unwrap()).collect();
@@ -995,8 +997,7 @@ mod tests {
 
     #[test]
     fn each_answer_of_a_series_has_its_own_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
@@ -1032,8 +1033,7 @@ mod tests {
 
     #[test]
     fn a_kept_connection_still_has_the_deadline_of_each_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snapd.socket");
+        let (_dir, path) = socket_path();
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
