@@ -24,10 +24,8 @@ pub(crate) trait Machine {
     /// snapd both in one round trip.
     fn snap_and_port_setting(&mut self) -> Result<(Option<Snap>, PortSetting), SnapdError> {
         let snap = self.snap()?;
-        if snap.as_ref().is_none_or(Snap::installed_from_file) {
-            return Ok((snap, PortSetting::Unset));
-        }
-        Ok((snap, self.port_setting()?))
+        let port = managed_port(&snap, || self.port_setting())?;
+        Ok((snap, port))
     }
     /// Runs one `snap` command to completion.
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError>;
@@ -49,6 +47,19 @@ pub(crate) trait Machine {
     fn now(&self) -> Instant;
     /// Waits; lets a (re)started service come up between probes.
     fn pause(&mut self, duration: Duration);
+}
+
+/// The `port` setting of a snap the charm can manage (installed, not from a file), from
+/// `read`; `Unset` for any other (or none).
+fn managed_port(
+    snap: &Option<Snap>,
+    read: impl FnOnce() -> Result<PortSetting, SnapdError>,
+) -> Result<PortSetting, SnapdError> {
+    if snap.as_ref().is_none_or(Snap::installed_from_file) {
+        Ok(PortSetting::Unset)
+    } else {
+        read()
+    }
 }
 
 /// Juju and the machine: what one hook works with.
@@ -98,10 +109,8 @@ impl Machine for System {
         // Both asked at once; the setting's answer goes unused when there is no snap to
         // manage (snapd answers it with an error then).
         let (snap, port) = self.snapd.snap_and_port_setting(crate::snap::SNAP_NAME)?;
-        if snap.as_ref().is_none_or(Snap::installed_from_file) {
-            return Ok((snap, PortSetting::Unset));
-        }
-        Ok((snap, port?))
+        let port = managed_port(&snap, || port)?;
+        Ok((snap, port))
     }
     fn run(&mut self, command: &SnapCommand) -> Result<(), SnapCliError> {
         self.cli.run(command)

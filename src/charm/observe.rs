@@ -156,10 +156,9 @@ pub(crate) fn machine(
     cos_related: bool,
     budget: &mut HealthBudget,
 ) -> Result<MachineView, Stop> {
+    // `Unset` unless the snap is one the charm manages.
     let (snap, port_setting) = host.snap_and_port_setting().map_err(Stop::snapd)?;
-    if snap.as_ref().is_none_or(Snap::installed_from_file)
-        || port_setting != PortSetting::Port(port.get())
-    {
+    if port_setting != PortSetting::Port(port.get()) {
         return Ok(MachineView {
             snap,
             port_setting,

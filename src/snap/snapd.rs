@@ -271,11 +271,7 @@ impl SnapdClient {
     /// The installed snap, and its `port` setting asked in the same round trip (both
     /// requests sent at once, docs/snapd-api.md#http), each request with the client's
     /// timeout. The outer error is the snap's; the setting's is its own.
-    #[allow(clippy::type_complexity)]
-    pub fn snap_and_port_setting(
-        &self,
-        name: &str,
-    ) -> Result<(Option<Snap>, Result<PortSetting, SnapdError>), SnapdError> {
+    pub fn snap_and_port_setting(&self, name: &str) -> Result<SnapAndPort, SnapdError> {
         let (snap, conf) = (snap_path(name), conf_path(name));
         let deadline = Deadline::after(self.timeout);
         let gets = [(snap.as_str(), MAX_BODY), (conf.as_str(), MAX_BODY)];
@@ -307,6 +303,9 @@ impl SnapdClient {
         port_from(status, &body)
     }
 }
+
+/// The installed snap and the answer about its `port` setting.
+pub(crate) type SnapAndPort = (Option<Snap>, Result<PortSetting, SnapdError>);
 
 fn snap_path(name: &str) -> String {
     format!("/v2/snaps/{name}")
