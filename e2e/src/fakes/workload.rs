@@ -184,6 +184,14 @@ fn serve_connection(stream: TcpStream, shared: Shared) {
         let _ = stream.write_all(body.as_bytes());
     }
     let _ = stream.flush();
+    // Then, before closing, Werkzeug reads and discards whatever else came, until 10 ms
+    // pass without any: a client that sent more sees the answer and the end of the
+    // stream, not a reset.
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(10)));
+    let mut discard = [0u8; 4096];
+    while matches!(reader.read(&mut discard), Ok(n) if n > 0) {}
 }
 
 /// Keeps a connection open without answering until the peer goes away.
