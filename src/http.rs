@@ -135,7 +135,8 @@ pub(crate) struct TcpClient {
 }
 
 impl TcpClient {
-    /// `GET path` on `127.0.0.1:port`, by `deadline`.
+    /// `GET path` on `127.0.0.1:port`, by `deadline`. (One request per connection is
+    /// all microsample answers, so the probes send no series.)
     pub(crate) fn get(
         &mut self,
         port: u16,
@@ -143,24 +144,12 @@ impl TcpClient {
         max_body: usize,
         deadline: Deadline,
     ) -> Result<Response, HttpError> {
-        self.get_all(port, &[(path, max_body)], deadline, Duration::ZERO)
-            .single()
-    }
-
-    /// Each of `gets` on `127.0.0.1:port`, sent together (see [`get_kept`]): the first
-    /// answer by `deadline`, each later one within `then` of the one before.
-    pub(crate) fn get_all(
-        &mut self,
-        port: u16,
-        gets: &[Get<'_>],
-        deadline: Deadline,
-        then: Duration,
-    ) -> Answers {
         let idle = self.idle.take().filter(|(p, _)| *p == port).map(|(_, s)| s);
         let connect = |deadline| connect_tcp(port, deadline);
-        let (answers, kept) = get_kept(idle, connect, "127.0.0.1", gets, deadline, then);
+        let gets = [(path, max_body)];
+        let (answers, kept) = get_kept(idle, connect, "127.0.0.1", &gets, deadline, Duration::ZERO);
         self.idle = kept.map(|stream| (port, stream));
-        answers
+        answers.single()
     }
 }
 
