@@ -283,4 +283,27 @@ fn the_scrape_job_is_published_only_while_the_revision_serves_metrics() {
         .filter(|l| l.context == "hooks/config-changed")
         .any(|l| l.message.contains(NO_METRICS));
     assert!(!again, "nothing to explain once /metrics is served");
+    // The machine keeps the store revision that served it (docs/snapd-api.md#revisions),
+    // and never the one that did not.
+    let memory = unit
+        .state_root()
+        .join("microsample-charm/metrics-revisions.json");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&memory).unwrap()).unwrap();
+    assert_eq!(kept, json!({"v": 1, "revisions": ["34"]}));
+
+    // Back to edge's revision: what the machine knows of 34 says nothing about 12.
+    unit.set_config("channel", json!("edge"));
+    ok(&unit.run_hook("config-changed"));
+    assert_eq!(cos_config(&unit)["metrics_scrape_jobs"], json!([]));
+    // And to beta again: the job is back, with the revision known.
+    unit.set_config("channel", json!("beta"));
+    ok(&unit.run_hook("config-changed"));
+    assert_eq!(
+        cos_config(&unit)["metrics_scrape_jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&memory).unwrap()).unwrap();
+    assert_eq!(kept, json!({"v": 1, "revisions": ["34"]}));
 }

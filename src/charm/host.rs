@@ -41,8 +41,10 @@ pub(crate) trait Machine {
     fn release_claim(&mut self) -> Result<(), ClaimError>;
     /// Asks microsample itself whether it is up, waiting at most `timeout`.
     fn probe(&mut self, port: Port, timeout: Duration) -> Health;
-    /// Whether microsample serves Prometheus text on `/metrics`, waiting at most `timeout`.
-    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool;
+    /// Whether microsample's running `revision` serves Prometheus text on `/metrics`,
+    /// waiting at most `timeout`. The real machine asks each store revision until it has
+    /// once answered (`workload::MetricsRevisions`).
+    fn serves_metrics(&mut self, port: Port, revision: &str, timeout: Duration) -> bool;
     /// The monotonic clock every wait of the charm is measured on.
     fn now(&self) -> Instant;
     /// Waits; lets a (re)started service come up between probes.
@@ -133,8 +135,13 @@ impl Machine for System {
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         workload::probe(&mut self.workload, port, Deadline::after(timeout))
     }
-    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool {
-        workload::serves_metrics(&mut self.workload, port, Deadline::after(timeout))
+    fn serves_metrics(&mut self, port: Port, revision: &str, timeout: Duration) -> bool {
+        workload::MetricsRevisions::in_dir(&self.claims.dir()).serves_metrics(
+            &mut self.workload,
+            port,
+            revision,
+            Deadline::after(timeout),
+        )
     }
     fn now(&self) -> Instant {
         Instant::now()
@@ -249,8 +256,8 @@ impl Machine for Real {
     fn probe(&mut self, port: Port, timeout: Duration) -> Health {
         self.machine.probe(port, timeout)
     }
-    fn serves_metrics(&mut self, port: Port, timeout: Duration) -> bool {
-        self.machine.serves_metrics(port, timeout)
+    fn serves_metrics(&mut self, port: Port, revision: &str, timeout: Duration) -> bool {
+        self.machine.serves_metrics(port, revision, timeout)
     }
     fn now(&self) -> Instant {
         self.machine.now()

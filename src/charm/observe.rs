@@ -147,7 +147,7 @@ pub(crate) fn fleet(
 }
 
 /// Reads snapd, then probes the service when it runs on `port` under the charm, and
-/// `/metrics` too when `cos_related`. `settle` when this hook just (re)started it: it gets
+/// `/metrics` too when `cos_related` (the machine knows the store revisions that serve it). `settle` when this hook just (re)started it: it gets
 /// the startup grace to answer.
 pub(crate) fn machine(
     host: &mut impl Host,
@@ -167,9 +167,10 @@ pub(crate) fn machine(
         });
     }
     let health = wait_online(host, port, settle, budget);
+    let revision = snap.as_ref().map_or("", |s| s.revision.as_str());
     let metrics = cos_related && health.is_online() && {
         let left = budget.end(host.now()).saturating_duration_since(host.now());
-        host.serves_metrics(port, left.min(PROBE_TIMEOUT))
+        host.serves_metrics(port, revision, left.min(PROBE_TIMEOUT))
     };
     Ok(MachineView {
         snap,

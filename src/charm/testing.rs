@@ -577,7 +577,7 @@ impl Machine for FakeHost {
             Service::Crashes => Health::NotListening,
         }
     }
-    fn serves_metrics(&mut self, port: Port, _timeout: Duration) -> bool {
+    fn serves_metrics(&mut self, port: Port, _revision: &str, _timeout: Duration) -> bool {
         let tracked = self.snap.as_ref().and_then(|s| s.tracking_channel.clone());
         self.listening_here(port.get()) && tracked.is_some_and(|t| self.with_metrics.contains(&t))
     }
