@@ -147,8 +147,9 @@ pub(crate) fn fleet(
 }
 
 /// Reads snapd, then probes the service when it runs on `port` under the charm, and
-/// `/metrics` too when `cos_related` (the machine knows the store revisions that serve it). `settle` when this hook just (re)started it: it gets
-/// the startup grace to answer.
+/// `/metrics` too when `cos_related` (unless the machine knows the running store revision
+/// serves it). `settle` when this hook just (re)started it: it gets the startup grace to
+/// answer.
 pub(crate) fn machine(
     host: &mut impl Host,
     port: Port,
